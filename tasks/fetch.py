@@ -1,0 +1,96 @@
+"""The fetch stage: one source's bytes from wherever its origin says, as `FetchedContent`."""
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from connectors.file import read_file
+from connectors.inline import read_blob
+from connectors.url import fetch_url
+from gristmill.documents import FetchedContent
+from gristmill.errors import FetchError, GristmillError, InvalidRequest
+from gristmill.settings import Settings
+
+
+def default_max_bytes(settings: Settings) -> int:
+    """The largest per-format limit: the format is only known after parsing, so fetch caps at the loosest."""
+    return max(settings.max_pdf_bytes, settings.max_docx_bytes, settings.max_csv_bytes, settings.max_text_bytes)
+
+
+def fetch_source(
+    origin: str,
+    *,
+    uri: str | None,
+    blob_path: str | None,
+    content_type: str | None,
+    filename: str | None,
+    settings: Settings,
+    max_bytes: int | None = None,
+) -> FetchedContent:
+    """Fetch one source's bytes. Uploaded bytes parked in the blob store are read from there whatever
+    the origin; otherwise "file" reads `uri` as a path and "url" fetches it. A declared content type
+    wins over the one the connector found; a declared filename only fills in when the path, URL or
+    Content-Disposition gave none (callers may pass a source's human title there)."""
+    limit = max_bytes if max_bytes is not None else default_max_bytes(settings)
+    if blob_path:
+        path = Path(blob_path)
+        if not path.is_absolute():
+            path = settings.blob_dir / path
+        fetched = read_blob(path, content_type, filename, max_bytes=limit)
+        return replace(fetched, uri=uri) if uri else fetched
+    if origin == "inline":
+        raise FetchError("This inline source has no stored content; submit it again.", code="blob_missing")
+    if not uri:
+        raise InvalidRequest(f"A {origin!r} source needs a uri.", code="missing_uri")
+    if origin == "file":
+        fetched = read_file(Path(uri), max_bytes=limit)
+    elif origin == "url":
+        fetched = fetch_url(uri, settings, max_bytes=limit)
+        if fetched is None:  # only a conditional fetch can answer "unchanged", and this one is not
+            raise FetchError(f"{uri} answered 304 Not Modified to a plain GET.", code="http_304")
+    else:
+        raise InvalidRequest(f"Unknown source origin {origin!r}; expected inline, file or url.", code="invalid_origin")
+    return _with_declared(fetched, content_type, filename)
+
+
+def _with_declared(fetched: FetchedContent, content_type: str | None, filename: str | None) -> FetchedContent:
+    if not content_type and not filename:
+        return fetched
+    metadata = dict(fetched.metadata)
+    if content_type and fetched.content_type and content_type != fetched.content_type:
+        metadata["detected_content_type"] = fetched.content_type
+    return replace(
+        fetched,
+        content_type=content_type or fetched.content_type,
+        filename=fetched.filename or filename,
+        metadata=metadata,
+    )
+
+
+def is_retryable_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry only errors that may pass (timeouts, 5xx, 429, resets).
+
+    Prefect 3.9's task engine hands over `Failed(data=exception)` for a task that raised; a returned
+    failed state may hold a result record instead, which `result(raise_on_failure=False)` resolves to
+    the exception (`_sync=True` because a sync task may run under an async flow's event loop).
+    """
+    if not state.is_failed():
+        return False
+    error = state.data
+    if not isinstance(error, BaseException):
+        error = state.result(raise_on_failure=False, _sync=True)
+    return isinstance(error, GristmillError) and error.retryable
+
+
+# Fetched bytes can be tens of megabytes: never cache or persist them as Prefect results.
+fetch_task = task(
+    name="fetch",
+    retries=3,
+    retry_delay_seconds=[2, 5, 15],
+    retry_condition_fn=is_retryable_failure,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)(fetch_source)
