@@ -1,0 +1,81 @@
+"""HTML: the page's main content (no navigation, footers, cookie banners) as sections under its headings.
+
+trafilatura finds the main content and writes it as Markdown, which keeps headings, lists and tables;
+`split_markdown` then makes the sections. Canonical URL and language come from the page's head.
+"""
+
+from typing import Any
+from urllib.parse import urljoin
+
+import trafilatura
+from lxml.etree import LxmlError, ParserError
+from lxml.html import HtmlElement
+from trafilatura.utils import load_html
+
+from gristmill.documents import Document
+from gristmill.errors import ParseError
+from tasks.parse.common import first_line_title, pick_title, source_name, title_from_filename
+from tasks.parse.markdown import split_markdown
+
+
+def parse_html(data: bytes, *, filename: str | None = None, url: str | None = None) -> Document:
+    """Main content of an HTML page; metadata carries canonical_url and language when the page says."""
+    try:
+        tree = load_html(data)
+    except (LxmlError, ParserError, ValueError) as exc:
+        raise ParseError(f"HTML could not be parsed: {exc}", code="invalid_html") from exc
+    if tree is None:
+        raise ParseError("HTML could not be parsed (empty or not HTML)", code="invalid_html")
+    head = _head_metadata(tree, url)  # read before trafilatura, which prunes the tree it is given
+    warnings: list[str] = []
+    markdown = trafilatura.extract(
+        tree,
+        url=url,
+        output_format="markdown",
+        include_formatting=True,
+        include_tables=True,
+        include_links=False,  # link text stays; the URLs would only add noise to chunks
+        include_comments=False,
+        with_metadata=False,
+    )
+    if not markdown or not markdown.strip():
+        # trafilatura refuses pages it deems too short to be an article; a short page is still content.
+        _, text, _ = trafilatura.baseline(data)
+        markdown = text
+        if markdown and markdown.strip():
+            warnings.append("no main content found; the page's whole text was used")
+    if not markdown or not markdown.strip():
+        raise ParseError("HTML page has no extractable text", code="no_text")
+    sections, first_h1 = split_markdown(markdown)
+    name = source_name(filename, url)
+    page_title = head.pop("title", None)
+    if first_h1 and page_title and first_h1 in page_title:
+        page_title = first_h1  # "Le café - Example Site" is the H1 plus the site's name
+    title = pick_title(page_title, first_h1, title_from_filename(name), first_line_title(markdown))
+    return Document(sections=sections, content_format="html", title=title, metadata=head, warnings=warnings)
+
+
+# XPath 1.0 has no lower-case(): translate() folds the attribute values that may come capitalised.
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _head_metadata(tree: HtmlElement, url: str | None) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    titles = tree.xpath("//title/text()") or tree.xpath('//meta[@property="og:title"]/@content')
+    if titles:
+        found["title"] = str(titles[0])
+    canonical = tree.xpath(f'//link[translate(@rel, "{_UPPER}", "{_LOWER}")="canonical"]/@href') or tree.xpath(
+        '//meta[@property="og:url"]/@content'
+    )
+    if canonical and str(canonical[0]).strip():
+        found["canonical_url"] = urljoin(url or "", str(canonical[0]).strip())
+    language = (
+        tree.xpath("/html/@lang")
+        or tree.xpath("/html/@xml:lang")
+        or tree.xpath(f'//meta[translate(@http-equiv, "{_UPPER}", "{_LOWER}")="content-language"]/@content')
+        or tree.xpath('//meta[@property="og:locale"]/@content')
+    )
+    if language and str(language[0]).strip():
+        found["language"] = str(language[0]).strip().replace("_", "-").split(",")[0].strip()
+    return found
