@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     embeddings_port: int = Field(8081, description="Port of the embeddings server started by `gristmill serve`.")
     prefect_port: int = Field(4200, description="Port of the Prefect server started by `gristmill serve`.")
     runner_poll_seconds: float = Field(1.0, description="How often the flow runner polls for scheduled runs.")
+    runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
     sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")
 

@@ -1,0 +1,98 @@
+"""The ingest flow: every source of a job goes fetch → parse → chunk → embed → upsert.
+
+A source's failure is recorded on that source and never fails the others; the job ends completed,
+partial or failed from its sources' outcomes. If the flow run itself dies, its state hooks (and the
+reconciler, for runs that die too hard to run hooks) fail the job's unfinished sources.
+"""
+
+import hashlib
+
+from prefect import flow, get_run_logger, runtime, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.progress import SourceProgress
+from flows.state_hooks import fail_job_on_crash
+from gristmill.errors import GristmillError, ParseError
+from gristmill.settings import get_settings
+from storage import repository
+from storage.db import session_scope
+from storage.tables import Library, Source, SourceStatus
+from tasks.chunk import chunk_task
+from tasks.embed import embed_task
+from tasks.fetch import fetch_task
+from tasks.parse import parse_task
+from tasks.upsert import upsert_task
+
+# Sources of one job processed at once: parsing runs in child processes and the embeddings
+# server serialises model calls, so a few in flight keep both busy without thrashing 2 cores.
+SOURCE_CONCURRENCY = 4
+
+
+@task(name="process-source", cache_policy=NO_CACHE, task_run_name="source-{source_id}")
+def process_source(source_id: str) -> SourceStatus:
+    settings = get_settings()
+    progress = SourceProgress(settings.resolved_database_url, source_id)
+    with session_scope(settings.resolved_database_url) as session:
+        source = session.get(Source, source_id)
+        library = session.get(Library, source.library_id) if source else None
+    if source is None or library is None:  # deleted while queued
+        return SourceStatus.failed
+    if source.status.is_final:  # e.g. a duplicate decided when the job was created
+        return source.status
+    try:
+        progress.stage(SourceStatus.fetching)
+        fetched = fetch_task(
+            source.origin,
+            uri=source.uri,
+            blob_path=source.blob_path,
+            content_type=source.content_type,
+            filename=source.title,
+            settings=settings,
+        )
+        content_hash = hashlib.sha256(fetched.data).hexdigest()
+        progress.stage(SourceStatus.parsing, content_hash=content_hash, size_bytes=len(fetched.data))
+        original = progress.find_original(library.id, source, content_hash)
+        if original is not None:
+            return progress.duplicate(original)
+        document = parse_task(fetched, settings)
+        progress.parsed(document, fetched)
+        chunks = chunk_task(document, library.chunk_max_tokens, library.chunk_overlap_tokens)
+        if not chunks:
+            raise ParseError("the document has no text to index", code="no_text")
+        progress.stage(SourceStatus.embedding, progress_total=len(chunks), progress_current=0)
+        vectors = embed_task([c.text for c in chunks], settings, on_progress=progress.embedded)
+        upsert_task(library, progress.reload(), document, chunks, vectors, settings)
+        return progress.stored(document, chunks)
+    except GristmillError as error:
+        return progress.fail(error)
+    except Exception as error:  # a bug must fail this source, not the job's others
+        get_run_logger().exception("source %s failed unexpectedly", source_id)
+        return progress.fail(GristmillError(f"internal error: {type(error).__name__}: {error}"))
+
+
+@flow(
+    name="ingest",
+    task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
+    on_failure=[fail_job_on_crash],
+    on_crashed=[fail_job_on_crash],
+    on_cancellation=[fail_job_on_crash],
+    log_prints=True,
+)
+def ingest_job(job_id: str) -> dict[str, int | str]:
+    """Ingest every source of job `job_id` and record the outcome on the job."""
+    database_url = get_settings().resolved_database_url
+    with session_scope(database_url) as session:
+        job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
+        source_ids = list(job.source_ids)
+    process_source.map(source_ids).result()
+    with session_scope(database_url) as session:
+        job = repository.refresh_job_progress(session, job_id)
+    return {
+        "status": job.status.value,
+        "completed": job.completed_count,
+        "partial": job.partial_count,
+        "failed": job.failed_count,
+        "duplicate": job.duplicate_count,
+        "chunks": job.chunk_count,
+    }

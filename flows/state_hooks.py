@@ -1,0 +1,14 @@
+"""Flow-run state hooks: when a run fails, crashes or is cancelled, its job must not stay `processing`."""
+
+from gristmill.settings import get_settings
+from storage import repository
+from storage.db import session_scope
+
+
+def fail_job_on_crash(flow, flow_run, state) -> None:
+    job_id = (flow_run.parameters or {}).get("job_id")
+    if not job_id:
+        return
+    message = f"flow run {flow_run.name or flow_run.id} ended {state.type.value.lower()}: {state.message or 'no message'}"
+    with session_scope(get_settings().resolved_database_url) as session:
+        repository.fail_job(session, job_id, message)

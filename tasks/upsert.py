@@ -1,0 +1,63 @@
+"""The upsert stage: store a source's chunks, replacing what its external id stood for before."""
+
+from functools import lru_cache
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from gristmill.documents import Chunk, Document
+from gristmill.settings import Settings
+from storage import repository
+from storage.chunks import ChunkRow, ChunkStore
+from storage.db import session_scope
+from storage.tables import Library, Source
+
+
+@lru_cache
+def chunk_store(uri: str) -> ChunkStore:
+    """One store per process: it caches open tables and serialises writers."""
+    return ChunkStore(uri)
+
+
+def upsert_chunks(
+    store: ChunkStore, library: Library, source: Source, document: Document, chunks: list[Chunk], vectors: np.ndarray
+) -> None:
+    """Make `chunks` the source's only chunks, in one commit of the chunk store.
+
+    With an external id, the chunks of the sources it replaces go in that same commit, so a reader
+    sees the old version or the new one, never both and never neither.
+    """
+    title = source.title or document.title
+    rows = [
+        ChunkRow(
+            chunk_index=chunk.index,
+            text=chunk.text,
+            vector=vector,
+            workspace_id=library.workspace_id,
+            title=title,
+            uri=source.uri,
+            heading_path=chunk.heading_path,
+            page_start=chunk.page_start,
+            page_end=chunk.page_end,
+            char_start=chunk.char_start,
+            char_end=chunk.char_end,
+            metadata=chunk.metadata,
+            source_metadata=source.metadata_,
+        )
+        for chunk, vector in zip(chunks, vectors, strict=True)
+    ]
+    store.replace_source(library.id, source.id, rows, external_id=source.external_id, dim=library.embedding_dim)
+
+
+def upsert_source(
+    library: Library, source: Source, document: Document, chunks: list[Chunk], vectors: np.ndarray, settings: Settings
+) -> None:
+    upsert_chunks(chunk_store(settings.resolved_lancedb_uri), library, source, document, chunks, vectors)
+    if source.external_id:
+        with session_scope(settings.resolved_database_url) as session:
+            repository.delete_replaced_sources(session, library.id, source.external_id, keep_source_id=source.id)
+
+
+# A retry helps when another writer held the table; a bad row fails the same way again, but is rare.
+upsert_task = task(name="upsert", retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)(upsert_source)

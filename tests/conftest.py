@@ -1,0 +1,96 @@
+"""Shared fixtures: a real Prefect server per session, a test embeddings server, a fresh Gristmill home."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Prefect reads these when first used, so they are set before any test imports a flow.
+_PREFECT_HOME = Path(os.environ.get("GRISTMILL_TEST_PREFECT_HOME", "/tmp")) / f"gristmill-test-prefect-{os.getpid()}"
+_PREFECT_PORT = free_port()
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_PREFECT_HOME),
+        "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        # Tests stop their Prefect server before the log handler flushes; flow-run logs are not needed here.
+        "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+)
+
+
+def wait_for_http(url: str, *, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real Prefect server (its own SQLite under a temporary PREFECT_HOME) for the whole session."""
+    _PREFECT_HOME.mkdir(parents=True, exist_ok=True)
+    log = open(_PREFECT_HOME / "server.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PREFECT_PORT)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{_PREFECT_PORT}/api/health", timeout=120, process=process)
+        yield os.environ["PREFECT_API_URL"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def test_embeddings_url() -> Iterator[str]:
+    from tests.embedder import serve_test_embedder
+
+    with serve_test_embedder() as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def gristmill_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_embeddings_url: str) -> Path:
+    """A fresh data folder, migrated, with settings pointing at it and at the test embedder."""
+    from gristmill.settings import get_settings
+    from storage.db import migrate
+
+    home = tmp_path / "gristmill"
+    monkeypatch.setenv("GRISTMILL_HOME", str(home))
+    monkeypatch.setenv("GRISTMILL_EMBEDDINGS_URL", test_embeddings_url)
+    get_settings.cache_clear()
+    migrate(get_settings().resolved_database_url)
+    yield home
+    get_settings.cache_clear()

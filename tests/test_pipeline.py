@@ -1,0 +1,141 @@
+"""The ingest flow end to end, in this process: real Prefect server, SQLite, LanceDB, loopback HTTP."""
+
+from pathlib import Path
+
+import pytest
+
+from api import local
+from api.search_service import SearchFilter, search_library
+from api.submission import SourceSpec
+from gristmill.settings import get_settings
+from storage import repository
+from storage.chunks import ChunkStore
+from storage.db import session_scope
+from storage.tables import Source
+from tests import builders
+from tests.http_server import LoopbackServer
+
+
+@pytest.fixture
+def home(gristmill_home: Path, prefect_server: str) -> Path:
+    return gristmill_home
+
+
+def ingest(specs: list[SourceSpec], library: str = "handbook") -> dict:
+    return local.ingest(library, specs, show_progress=False)
+
+
+def file_spec(path: Path, **extra) -> SourceSpec:
+    return SourceSpec(origin="file", uri=str(path), title=path.name, **extra)
+
+
+def search(query: str, library: str = "handbook", **extra) -> list:
+    settings = get_settings()
+    with session_scope(settings.resolved_database_url) as session:
+        workspace = repository.ensure_workspace(session)
+        lib = repository.find_library_by_name(session, workspace.id, library)
+    return search_library(settings, ChunkStore(settings.resolved_lancedb_uri), lib, query, **extra)
+
+
+def source_of(source_id: str) -> Source:
+    with session_scope(get_settings().resolved_database_url) as session:
+        return session.get(Source, source_id)
+
+
+def test_every_format_is_ingested_and_found(home: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "keys.md").write_text("# Security\n\n## API keys\n\nRotate the API keys every ninety days from the admin console.\n")
+    (docs / "notes.txt").write_text("The espresso machine descales itself every Sunday night.\n")
+    (docs / "page.html").write_text(
+        "<html><head><title>Glaciers</title></head><body><nav>Home | About</nav><article><h1>Glaciers</h1>"
+        "<p>Glaciers carve U-shaped valleys as they grind slowly downhill over centuries.</p></article></body></html>"
+    )
+    (docs / "planets.csv").write_text("planet,moons\nJupiter,95\nSaturn,146\n")
+    (docs / "config.json").write_text('{"database": {"engine": "postgres", "pool_size": 12}}')
+    (docs / "billing.py").write_text("def compute_invoice_total(lines):\n    return sum(line.amount for line in lines)\n")
+    (docs / "manual.pdf").write_bytes(
+        builders.build_pdf([["The turbine manual: inspect the compressor blades weekly."], ["Page two covers lubrication."]])
+    )
+    (docs / "policy.docx").write_bytes(
+        builders.build_docx([builders.Heading("Travel policy", level=1), "Economy class is required for flights under six hours."])
+    )
+
+    summary = ingest(local.collect_specs([str(docs)], external_id=None, title=None, metadata={})[0])
+
+    assert summary["status"] == "completed", summary
+    assert summary["counts"] == {"completed": 8, "partial": 0, "failed": 0, "duplicate": 0}
+    expectations = {
+        "rotate API keys": "keys.md",
+        "espresso machine descaling": "notes.txt",
+        "glaciers carve valleys": "page.html",
+        "Saturn moons": "planets.csv",
+        "database pool size": "config.json",
+        "compute invoice total": "billing.py",
+        "compressor blades inspection": "manual.pdf",
+        "economy class flights": "policy.docx",
+    }
+    for query, filename in expectations.items():
+        best = search(query, mode="keyword", limit=3)[0]
+        assert best.uri.endswith(filename), (query, best)
+    pdf_hit = search("compressor blades", mode="keyword", limit=1)[0]
+    assert pdf_hit.metadata["page_start"] == 1
+    md_hit = search("rotate keys", mode="keyword", limit=1)[0]
+    assert md_hit.metadata["heading_path"] == ["Security", "API keys"]
+
+
+def test_unchanged_content_is_not_stored_twice(home: Path, tmp_path: Path) -> None:
+    note = tmp_path / "note.md"
+    note.write_text("# Lunch\n\nThe canteen serves soup on Mondays.\n")
+    first = ingest([file_spec(note)])
+    assert first["counts"]["completed"] == 1
+    copy = tmp_path / "copy.md"
+    copy.write_bytes(note.read_bytes())
+    second = ingest([file_spec(note), file_spec(copy)])
+    assert second["counts"] == {"completed": 0, "partial": 0, "failed": 0, "duplicate": 2}
+    original = first["sources"][0]["source_id"]
+    assert {s["duplicate_of"] for s in second["sources"]} == {original}
+    settings = get_settings()
+    with session_scope(settings.resolved_database_url) as session:
+        library_id = source_of(original).library_id
+    assert ChunkStore(settings.resolved_lancedb_uri).count(library_id) == 1
+
+
+def test_external_id_replaces_the_old_chunks(home: Path, tmp_path: Path) -> None:
+    page = tmp_path / "faq.md"
+    page.write_text("# FAQ\n\nThe office opens at eight.\n\n# Parking\n\nParking is free on weekends.\n")
+    first = ingest([file_spec(page, external_id="faq")])
+    page.write_text("# FAQ\n\nThe office now opens at nine.\n")
+    second = ingest([file_spec(page, external_id="faq")])
+    assert second["status"] == "completed"
+    texts = [hit.text for hit in search("office opens", mode="keyword", limit=10)]
+    assert texts == ["The office now opens at nine."]
+    remaining = search("parking weekends", mode="keyword", limit=10, filter=SearchFilter(external_ids=["faq"]))
+    assert remaining == []  # the old "Parking" chunk went with the old version
+    assert source_of(first["sources"][0]["source_id"]) is None  # the replaced source row is gone
+
+
+def test_a_corrupt_pdf_fails_alone(home: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.md"
+    good.write_text("Bees communicate the direction of flowers by dancing.\n")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage without xref")
+    with LoopbackServer() as web:
+        web.serve("/owls.txt", "Owls can rotate their heads about 270 degrees.", content_type="text/plain")
+        summary = ingest([file_spec(good), file_spec(broken), SourceSpec(origin="url", uri=web.url("/owls.txt"))])
+    assert summary["status"] == "partial"
+    assert summary["counts"] == {"completed": 2, "partial": 0, "failed": 1, "duplicate": 0}
+    failed = [s for s in summary["sources"] if s["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["input"].endswith("broken.pdf")
+    assert "pdf" in failed[0]["error"].lower()
+    assert search("owls rotate heads", mode="keyword", limit=1)[0].uri.endswith("/owls.txt")
+
+
+def test_missing_file_and_missing_page_fail_with_reasons(home: Path, tmp_path: Path) -> None:
+    with LoopbackServer() as web:
+        web.serve("/gone", "no such page", status=404)
+        summary = ingest([file_spec(tmp_path / "nope.md"), SourceSpec(origin="url", uri=web.url("/gone"))])
+    assert summary["status"] == "failed"
+    by_input = {s["input"]: s for s in summary["sources"]}
+    assert "nope.md" in by_input[str(tmp_path / "nope.md")]["error"]
+    assert "404" in by_input[web.url("/gone")]["error"]
