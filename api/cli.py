@@ -1,0 +1,184 @@
+"""The `gristmill` command: ingest, search and list libraries (standalone), serve, manage keys."""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from gristmill.errors import GristmillError, InvalidRequest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    _prepare_environment()
+    try:
+        return int(args.handler(args) or 0)
+    except GristmillError as error:
+        print(f"error: {error.message} ({error.code})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gristmill", description="Self-hosted ingestion for retrieval.")
+    commands = parser.add_subparsers(dest="command")
+
+    ingest = commands.add_parser("ingest", help="ingest files, folders (recursively) and http(s) URLs")
+    ingest.add_argument("inputs", nargs="+", help="files, folders or URLs")
+    ingest.add_argument("--library", required=True, help="library name (created if missing)")
+    ingest.add_argument("--external-id", help="upsert key; only with a single input")
+    ingest.add_argument("--title", help="title; only with a single input")
+    ingest.add_argument("--metadata", help="JSON object stored with every source")
+    ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ingest.set_defaults(handler=_ingest)
+
+    search = commands.add_parser("search", help="search a library")
+    search.add_argument("query")
+    search.add_argument("--library", required=True)
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid")
+    search.add_argument("--json", action="store_true", help="print results as JSON")
+    search.set_defaults(handler=_search)
+
+    libraries = commands.add_parser("libraries", help="list libraries with their source and chunk counts")
+    libraries.add_argument("--json", action="store_true")
+    libraries.set_defaults(handler=_libraries)
+
+    serve = commands.add_parser("serve", help="run the whole service: Prefect, runner, embeddings, REST API")
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key (and its workspace if needed) and print it")
+    create.add_argument("--workspace", default="default")
+    create.add_argument("--scopes", default="ingest.read,ingest.write", help="comma-separated: ingest.read, ingest.write, admin")
+    create.add_argument("--name")
+    create.set_defaults(handler=_create_key)
+
+    embeddings = commands.add_parser("embeddings-server", help="run the local embeddings server")
+    embeddings.add_argument("--host")
+    embeddings.add_argument("--port", type=int)
+    embeddings.set_defaults(handler=_embeddings_server)
+    return parser
+
+
+def _prepare_environment() -> None:
+    """Defaults for Prefect that must be in place before it is imported."""
+    from gristmill.settings import get_settings
+
+    settings = get_settings()
+    os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A cold first start of Prefect's temporary server can pass its default 20 s limit.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _backend():
+    """The running service named by GRISTMILL_URL, or this process (standalone)."""
+    from gristmill.settings import get_settings
+
+    settings = get_settings()
+    if settings.url:
+        from api.remote import RemoteService
+
+        return RemoteService(settings)
+    from api import local
+
+    return local
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from api import local
+
+    metadata = _json_object(args.metadata, "--metadata")
+    if (args.external_id or args.title) and len(args.inputs) != 1:
+        raise InvalidRequest("--external-id and --title apply to a single input", code="single_input_only")
+    specs, skipped = local.collect_specs(args.inputs, external_id=args.external_id, title=args.title, metadata=metadata)
+    summary = _backend().ingest(args.library, specs, show_progress=not args.json)
+    summary["skipped"] = skipped
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        local.print_summary(summary)
+    return 0 if summary["counts"]["failed"] == 0 and not summary["errors"] else 1
+
+
+def _search(args: argparse.Namespace) -> int:
+    from api import local
+
+    results = _backend().search(args.library, args.query, limit=args.limit, mode=args.mode)
+    if args.json:
+        print(json.dumps({"results": [r.model_dump() for r in results]}, indent=2))
+    else:
+        local.print_results(results)
+    return 0
+
+
+def _libraries(args: argparse.Namespace) -> int:
+    from api import local
+
+    rows = _backend().libraries()
+    if args.json:
+        print(json.dumps({"libraries": rows}, indent=2, default=str))
+    else:
+        local.print_libraries(rows)
+    return 0
+
+
+def _serve(_args: argparse.Namespace) -> int:
+    from api.serve import serve
+
+    return serve()
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    from api.auth import create_key
+    from gristmill.settings import get_settings
+    from storage.db import migrate, session_scope
+
+    settings = get_settings()
+    migrate(settings.resolved_database_url)
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    with session_scope(settings.resolved_database_url) as session:
+        plain, record = create_key(session, args.workspace, scopes, name=args.name)
+    print(plain)
+    print(f"workspace {args.workspace}, scopes {', '.join(record.scopes)}; store it now: it is not shown again", file=sys.stderr)
+    return 0
+
+
+def _embeddings_server(args: argparse.Namespace) -> int:
+    from api import embeddings_server
+
+    argv = []
+    if args.host:
+        argv += ["--host", args.host]
+    if args.port:
+        argv += ["--port", str(args.port)]
+    embeddings_server.main(argv)
+    return 0
+
+
+def _json_object(text: str | None, flag: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(f"{flag} is not valid JSON: {error}", code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{flag} must be a JSON object", code="invalid_json")
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

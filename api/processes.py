@@ -1,0 +1,112 @@
+"""Child processes Gristmill starts and stops: the embeddings server, Prefect, the runner, the API."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from gristmill.errors import ServiceUnavailable
+from gristmill.settings import Settings
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class ChildProcess:
+    name: str
+    command: Sequence[str]
+    ready_url: str
+    log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ready_check: Callable[[], bool] | None = None  # readiness beyond answering HTTP
+    process: subprocess.Popen | None = None
+
+    def start(self) -> "ChildProcess":
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            list(self.command),
+            stdout=log,
+            stderr=subprocess.STDOUT if self.log_path else subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
+        )
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                hint = f"; see {self.log_path}" if self.log_path else ""
+                raise ServiceUnavailable(f"{self.name} exited with code {self.process.returncode}{hint}")
+            if is_reachable(self.ready_url) and (self.ready_check is None or self.ready_check()):
+                return
+            time.sleep(0.25)
+        raise ServiceUnavailable(f"{self.name} did not answer at {self.ready_url} within {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def is_reachable(url: str) -> bool:
+    """Something answers at `url` (a 4xx counts: the server is up)."""
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def answers_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def embeddings_server_process(settings: Settings, host: str, port: int) -> ChildProcess:
+    return ChildProcess(
+        name="embeddings server",
+        command=[sys.executable, "-m", "api.embeddings_server", "--host", host, "--port", str(port)],
+        ready_url=f"http://{host}:{port}/healthz",
+        log_path=settings.home / "logs" / "embeddings.log",
+    )
+
+
+@contextmanager
+def embeddings_available(settings: Settings) -> Iterator[None]:
+    """Make sure the embeddings endpoint answers; start the local model server for this command if not.
+
+    Only a loopback URL is started here: a remote endpoint that is down is the user's to fix.
+    """
+    models_url = settings.embeddings_url.rstrip("/") + "/models"
+    if is_reachable(models_url):
+        yield
+        return
+    parsed = urlparse(settings.embeddings_url)
+    if parsed.hostname not in LOOPBACK_HOSTS or parsed.port is None:
+        raise ServiceUnavailable(f"the embeddings endpoint {settings.embeddings_url} is not reachable")
+    (settings.home / "logs").mkdir(parents=True, exist_ok=True)
+    child = embeddings_server_process(settings, parsed.hostname, parsed.port).start()
+    try:
+        child.wait_ready(timeout=180)
+        yield
+    finally:
+        child.stop()

@@ -1,0 +1,18 @@
+from fastapi import APIRouter
+
+from api.auth import Reader
+from api.deps import ChunkStoreDep, SessionDep, SettingsDep
+from api.schemas import SearchRequest, SearchResponse
+from api.search_service import search_library
+from storage import repository
+
+router = APIRouter(prefix="/v1/libraries/{library_id}", tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse)
+def search(
+    library_id: str, body: SearchRequest, principal: Reader, session: SessionDep, settings: SettingsDep, store: ChunkStoreDep
+) -> SearchResponse:
+    library = repository.get_library(session, principal.workspace_id, library_id)
+    results = search_library(settings, store, library, body.query, mode=body.mode, limit=body.limit, filter=body.filter)
+    return SearchResponse(results=results)

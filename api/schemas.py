@@ -1,0 +1,208 @@
+"""Request and response models of API v1."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from api.search_service import SearchFilter, SearchMode, SearchResult
+
+# all-MiniLM-L6-v2 reads at most 256 tokens; a longer chunk would be silently truncated.
+MODEL_WINDOW_TOKENS = 256
+
+
+class Chunking(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(256, ge=16, le=MODEL_WINDOW_TOKENS, description="Largest chunk, in model tokens.")
+    overlap_tokens: int = Field(32, ge=0, le=128, description="Tokens repeated between pieces of a split block.")
+
+    @model_validator(mode="after")
+    def _overlap_below_max(self) -> "Chunking":
+        if self.overlap_tokens >= self.max_tokens // 2:
+            raise ValueError("overlap_tokens must be less than half of max_tokens")
+        return self
+
+
+class LibraryCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    chunking: Chunking | None = None
+
+
+class LibraryUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    metadata: dict[str, Any] | None = None
+    chunking: Chunking | None = Field(None, description="Applies to sources ingested from now on.")
+
+
+class LibraryOut(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    metadata: dict[str, Any]
+    embedding_model: str
+    embedding_dim: int
+    chunking: Chunking
+    source_count: int
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class LibraryList(BaseModel):
+    data: list[LibraryOut]
+
+
+class IngestItem(BaseModel):
+    """One source: inline `content` or a `url`, exactly one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str | None = Field(None, min_length=1, description="Text to ingest (at most 1 MB).")
+    url: HttpUrl | None = Field(None, description="http(s) URL to fetch and ingest.")
+    content_type: str | None = Field(None, max_length=200, description="MIME type; sniffed when omitted.")
+    title: str | None = Field(None, max_length=500)
+    external_id: str | None = Field(
+        None, min_length=1, max_length=255, description="Upsert key: replaces the source with this id."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _content_or_url(self) -> "IngestItem":
+        if (self.content is None) == (self.url is None):
+            raise ValueError("give exactly one of 'content' or 'url'")
+        if self.url is not None and self.url.scheme not in ("http", "https"):
+            raise ValueError("url must be http or https")
+        return self
+
+
+class IngestBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[IngestItem] = Field(min_length=1, max_length=100)
+
+
+class ErrorBody(BaseModel):
+    type: str
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class ItemResultOut(BaseModel):
+    index: int
+    source_id: str | None
+    status: Literal["queued", "duplicate", "error"]
+    duplicate_of: str | None = None
+    error: ErrorBody | None = None
+
+
+class IngestAccepted(BaseModel):
+    job_id: str | None
+    status: str
+    source_ids: list[str]
+    results: list[ItemResultOut]
+
+
+class Progress(BaseModel):
+    current: int
+    total: int
+
+
+class JobCounts(BaseModel):
+    completed: int
+    partial: int
+    failed: int
+    duplicate: int
+
+
+class JobOut(BaseModel):
+    id: str
+    library_id: str
+    status: str
+    progress: Progress
+    source_ids: list[str]
+    counts: JobCounts
+    chunk_count: int
+    error: str | None
+    flow_run_id: str | None
+    prefect_url: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class JobPage(BaseModel):
+    data: list[JobOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class SourceOut(BaseModel):
+    id: str
+    library_id: str
+    job_id: str | None
+    title: str | None
+    origin: str
+    uri: str | None
+    content_type: str | None
+    content_format: str | None
+    external_id: str | None
+    content_hash: str | None
+    size_bytes: int | None
+    status: str
+    progress: Progress
+    warnings: list[str]
+    error: str | None
+    error_code: str | None
+    duplicate_of: str | None
+    token_count: int | None
+    chunk_count: int | None
+    page_count: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None
+    content: str | None = Field(None, description="Extracted text, with ?include=content.")
+
+
+class SourcePage(BaseModel):
+    data: list[SourceOut]
+    next_cursor: str | None
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    chunk_index: int
+    text: str
+    metadata: dict[str, Any]
+
+
+class ChunkPage(BaseModel):
+    data: list[ChunkOut]
+    total: int
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=4000)
+    limit: int = Field(10, ge=1, le=100)
+    mode: SearchMode = "hybrid"
+    filter: SearchFilter | None = None
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]

@@ -1,0 +1,66 @@
+"""Search over one library: embed the query (unless keyword-only), then ask the chunk store."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from gristmill.settings import Settings
+from storage.chunks import ChunkStore, SearchHit
+from storage.tables import Library
+from tasks.embed import embed_texts
+
+SearchMode = Literal["hybrid", "vector", "keyword"]
+
+
+class SearchFilter(BaseModel):
+    source_ids: list[str] | None = Field(None, description="Only chunks of these sources.")
+    external_ids: list[str] | None = Field(None, description="Only chunks of sources with these external ids.")
+    metadata: dict[str, str | int | float | bool] | None = Field(
+        None, description="Only chunks whose source or chunk metadata has all these key/value pairs."
+    )
+
+
+class SearchResult(BaseModel):
+    chunk_id: str
+    source_id: str
+    title: str | None
+    uri: str | None
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+def search_library(
+    settings: Settings,
+    store: ChunkStore,
+    library: Library,
+    query: str,
+    *,
+    mode: SearchMode = "hybrid",
+    limit: int = 10,
+    filter: SearchFilter | None = None,
+) -> list[SearchResult]:
+    filter = filter or SearchFilter()
+    vector = None if mode == "keyword" else embed_texts([query], settings)[0]
+    hits: list[SearchHit] = store.search(
+        library.id,
+        query_text=query,
+        query_vector=vector,
+        mode=mode,
+        limit=limit,
+        source_ids=filter.source_ids,
+        external_ids=filter.external_ids,
+        metadata=filter.metadata,
+    )
+    return [
+        SearchResult(
+            chunk_id=hit.chunk_id,
+            source_id=hit.source_id,
+            title=hit.title,
+            uri=hit.uri,
+            text=hit.text,
+            score=hit.score,
+            metadata=hit.metadata,
+        )
+        for hit in hits
+    ]

@@ -1,0 +1,136 @@
+"""`gristmill serve`: Prefect server, embeddings server, flow runner and REST API as supervised children."""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from api.processes import ChildProcess, answers_ok, embeddings_server_process, is_reachable
+from gristmill.errors import ServiceUnavailable
+from gristmill.settings import Settings, get_settings
+from storage.db import migrate, session_scope
+
+
+def prefect_environment(settings: Settings) -> dict[str, str]:
+    """What every child needs to find the one Prefect server (the user's own, if PREFECT_API_URL is set)."""
+    home = settings.home.resolve()
+    return {
+        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home / "prefect")),
+        "PREFECT_API_URL": os.environ.get("PREFECT_API_URL", f"http://127.0.0.1:{settings.prefect_port}/api"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, round(settings.runner_poll_seconds))),
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        "GRISTMILL_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+
+
+def ensure_admin_key(settings: Settings) -> str | None:
+    """On first start, an admin key: printed once and written to $GRISTMILL_HOME/admin.key (0600)."""
+    from api.auth import any_key_exists, create_key
+
+    with session_scope(settings.resolved_database_url) as session:
+        if any_key_exists(session):
+            return None
+        plain, _ = create_key(session, "default", ["admin", "ingest.read", "ingest.write"], name="admin")
+    path = settings.home / "admin.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(plain + "\n")
+    os.chmod(path, 0o600)
+    return plain
+
+
+def build_children(settings: Settings) -> list[ChildProcess]:
+    env = prefect_environment(settings)
+    logs = settings.home / "logs"
+    children: list[ChildProcess] = []
+    prefect_api = env["PREFECT_API_URL"]
+    if "PREFECT_API_URL" not in os.environ:
+        children.append(
+            ChildProcess(
+                name="Prefect server",
+                command=[sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
+                ready_url=f"{prefect_api}/health",
+                log_path=logs / "prefect.log",
+                env=env,
+            )
+        )
+    if not is_reachable(settings.embeddings_url.rstrip("/") + "/models"):
+        embeddings = embeddings_server_process(settings, settings.embeddings_host, settings.embeddings_port)
+        embeddings.env = env
+        children.append(embeddings)
+    children.append(
+        ChildProcess(
+            name="flow runner",
+            command=[sys.executable, "-m", "flows.runner"],
+            ready_url=f"{prefect_api}/health",
+            log_path=logs / "runner.log",
+            env=env,
+            # Ready once the ingest deployment is registered, so the first ingest request can trigger it.
+            ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest"),
+        )
+    )
+    children.append(
+        ChildProcess(
+            name="REST API",
+            command=[sys.executable, "-m", "api.app", "--host", settings.api_host, "--port", str(settings.api_port)],
+            ready_url=f"http://{settings.api_host}:{settings.api_port}/openapi.json",
+            log_path=logs / "api.log",
+            env=env,
+        )
+    )
+    return children
+
+
+def serve() -> int:
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "logs").mkdir(exist_ok=True)
+    migrate(settings.resolved_database_url)
+    admin_key = ensure_admin_key(settings)
+    children = build_children(settings)
+    stopping = False
+
+    def stop(*_args) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    started: list[ChildProcess] = []
+    try:
+        for child in children:
+            print(f"starting {child.name} ...", flush=True)
+            started.append(child.start())
+            child.wait_ready(timeout=180)
+            if stopping:
+                return 130
+        _print_addresses(settings, prefect_environment(settings)["PREFECT_API_URL"], admin_key)
+        while not stopping:
+            for child in started:
+                if not child.alive():
+                    print(f"{child.name} exited with code {child.process.returncode}; see {child.log_path}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except ServiceUnavailable as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping ...", flush=True)
+        for child in reversed(started):
+            child.stop()
+
+
+def _print_addresses(settings: Settings, prefect_api: str, admin_key: str | None) -> None:
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    print(f"Gristmill is running (data in {Path(settings.home).resolve()})")
+    print(f"  REST API       {api}   (OpenAPI docs: {api}/docs)")
+    print(f"  Prefect UI     {prefect_api.removesuffix('/api')}")
+    print(f"  embeddings     {settings.embeddings_url}")
+    if admin_key:
+        print(f"  admin API key  {admin_key}   (shown once; also in {settings.home / 'admin.key'})")
+    print("Press Ctrl-C to stop.", flush=True)

@@ -1,0 +1,294 @@
+"""The running service, started as users start it (`gristmill serve`), driven over HTTP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, wait_for_http
+from tests.http_server import LoopbackServer
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Service:
+    base_url: str
+    admin_key: str
+    home: Path
+    process: subprocess.Popen
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def service(prefect_server: str, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("service-home")
+    api_port, embeddings_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "GRISTMILL_HOME": str(home),
+        "GRISTMILL_API_PORT": str(api_port),
+        "GRISTMILL_EMBEDDINGS_PORT": str(embeddings_port),
+        "GRISTMILL_EMBEDDINGS_URL": f"http://127.0.0.1:{embeddings_port}/v1",
+        "GRISTMILL_RECONCILE_INTERVAL_SECONDS": "1",
+    }
+    log = open(home / "serve.out", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base_url = f"http://127.0.0.1:{api_port}"
+    try:
+        deadline = time.monotonic() + 300
+        while not (home / "admin.key").exists() or b"Press Ctrl-C" not in (home / "serve.out").read_bytes():
+            assert process.poll() is None, (home / "serve.out").read_text()
+            assert time.monotonic() < deadline, (home / "serve.out").read_text()
+            time.sleep(0.5)
+        wait_for_http(f"{base_url}/healthz", timeout=30, process=process)
+        yield Service(base_url, (home / "admin.key").read_text().strip(), home, process)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def web() -> LoopbackServer:
+    with LoopbackServer() as server:
+        yield server
+
+
+def create_library(client: httpx.Client, name: str, **extra) -> dict:
+    answer = client.post("/v1/libraries", json={"name": name, **extra})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("completed", "partial", "failed"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def search(client: httpx.Client, library_id: str, query: str, **extra) -> list[dict]:
+    answer = client.post(f"/v1/libraries/{library_id}/search", json={"query": query, **extra})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["results"]
+
+
+def test_health_and_openapi(service: Service) -> None:
+    health = httpx.get(f"{service.base_url}/healthz")
+    assert health.status_code == 200
+    assert health.json()["checks"] == {"api": True, "database": True, "prefect": True, "embeddings": True}
+    paths = httpx.get(f"{service.base_url}/openapi.json").json()["paths"]
+    for path in ("/v1/libraries", "/v1/libraries/{library_id}/ingest", "/v1/libraries/{library_id}/files",
+                 "/v1/jobs/{job_id}", "/v1/sources/{source_id}", "/v1/libraries/{library_id}/search"):
+        assert path in paths
+    assert (service.home / "admin.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_auth_errors_use_the_envelope(service: Service) -> None:
+    missing = httpx.get(f"{service.base_url}/v1/libraries")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "missing_api_key"
+    wrong = httpx.get(f"{service.base_url}/v1/libraries", headers={"X-API-Key": "gm_nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == {
+        "type": "authentication_error", "code": "invalid_api_key", "message": "invalid or revoked API key", "details": None
+    }
+    reader_key = _new_key(service, "readers", "ingest.read")
+    with service.client(reader_key) as reader:
+        assert reader.get("/v1/libraries").status_code == 200
+        denied = reader.post("/v1/libraries", json={"name": "nope"})
+        assert denied.status_code == 403
+        assert denied.json()["error"]["code"] == "insufficient_scope"
+
+
+def test_library_crud(service: Service) -> None:
+    with service.client() as client:
+        library = create_library(client, "crud", description="d", metadata={"team": "docs"},
+                                 chunking={"max_tokens": 128, "overlap_tokens": 16})
+        assert library["chunking"] == {"max_tokens": 128, "overlap_tokens": 16}
+        assert library["embedding_model"] == "all-MiniLM-L6-v2" and library["embedding_dim"] == 384
+        again = client.post("/v1/libraries", json={"name": "crud"})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "library_exists"
+        patched = client.patch(f"/v1/libraries/{library['id']}", json={"description": "new"}).json()
+        assert patched["description"] == "new" and patched["name"] == "crud"
+        assert library["id"] in [lib["id"] for lib in client.get("/v1/libraries").json()["data"]]
+        assert client.delete(f"/v1/libraries/{library['id']}").status_code == 204
+        gone = client.get(f"/v1/libraries/{library['id']}")
+        assert gone.status_code == 404 and gone.json()["error"]["type"] == "not_found"
+
+
+def test_inline_url_and_file_are_ingested_and_found(service: Service, web: LoopbackServer) -> None:
+    web.serve("/tides.html", "<html><head><title>Tides</title></head><body><article><h1>Tides</h1>"
+              "<p>Spring tides happen when the sun and moon align, making high tides higher.</p>"
+              "<p>Neap tides happen at the quarter moons.</p></article></body></html>",
+              content_type="text/html; charset=utf-8")
+    with service.client() as client:
+        library = create_library(client, "mixed")
+        answer = client.post(f"/v1/libraries/{library['id']}/ingest", json={"items": [
+            {"content": "# Keys\n\nTo rotate API keys open Settings and press Regenerate.", "content_type": "text/markdown",
+             "title": "keys.md", "metadata": {"team": "security"}},
+            {"url": web.url("/tides.html")},
+        ]})
+        assert answer.status_code == 202, answer.text
+        accepted = answer.json()
+        assert [r["status"] for r in accepted["results"]] == ["queued", "queued"]
+        upload = client.post(
+            f"/v1/libraries/{library['id']}/files",
+            files={"file": ("volcano.txt", b"Volcanoes erupt when magma pressure builds under the crust.", "text/plain")},
+        )
+        assert upload.status_code == 202, upload.text
+        first = wait_for_job(client, accepted["job_id"])
+        second = wait_for_job(client, upload.json()["job_id"])
+        assert first["status"] == "completed" and first["counts"]["completed"] == 2, first
+        assert second["status"] == "completed", second
+        assert first["progress"] == {"current": 2, "total": 2}
+        assert first["prefect_url"].endswith(f"/runs/flow-run/{first['flow_run_id']}")
+
+        keys_id, tides_id = accepted["source_ids"]
+        volcano_id = upload.json()["source_ids"][0]
+        assert search(client, library["id"], "how do I rotate my API keys?")[0]["source_id"] == keys_id
+        assert search(client, library["id"], "spring tides sun and moon")[0]["source_id"] == tides_id
+        assert search(client, library["id"], "magma pressure volcano", mode="keyword")[0]["source_id"] == volcano_id
+        filtered = search(client, library["id"], "tides", filter={"metadata": {"team": "security"}})
+        assert {r["source_id"] for r in filtered} == {keys_id}
+
+        source = client.get(f"/v1/sources/{tides_id}", params={"include": "content"}).json()
+        assert source["status"] == "completed" and source["content_format"] == "html"
+        assert "Spring tides happen" in source["content"]
+        chunks = client.get(f"/v1/sources/{keys_id}/chunks").json()
+        assert chunks["total"] == 1 and "Regenerate" in chunks["data"][0]["text"]
+        listed = client.get(f"/v1/libraries/{library['id']}/sources", params={"limit": 2}).json()
+        assert len(listed["data"]) == 2 and listed["next_cursor"]
+        rest = client.get(f"/v1/libraries/{library['id']}/sources", params={"cursor": listed["next_cursor"]}).json()
+        assert {s["id"] for s in listed["data"] + rest["data"]} == {keys_id, tides_id, volcano_id}
+
+
+def test_duplicates_and_external_id_replacement(service: Service) -> None:
+    with service.client() as client:
+        library = create_library(client, "upserts")
+        lib = library["id"]
+        body = {"content": "The lighthouse keeper logs every passing ship.", "title": "log"}
+        first = client.post(f"/v1/libraries/{lib}/ingest", json=body).json()
+        wait_for_job(client, first["job_id"])
+        duplicate = client.post(f"/v1/libraries/{lib}/ingest", json=body)
+        assert duplicate.status_code == 409
+        assert duplicate.json()["error"]["code"] == "duplicate_content"
+        assert duplicate.json()["error"]["details"]["source_id"] == first["source_ids"][0]
+
+        v1 = client.post(f"/v1/libraries/{lib}/ingest", json={"content": "Ferry timetable: boats leave at nine.", "external_id": "ferry"}).json()
+        wait_for_job(client, v1["job_id"])
+        v2 = client.post(f"/v1/libraries/{lib}/ingest", json={"content": "Ferry timetable: boats now leave at ten.", "external_id": "ferry"}).json()
+        assert wait_for_job(client, v2["job_id"])["status"] == "completed"
+        sources = client.get(f"/v1/libraries/{lib}/sources", params={"external_id": "ferry"}).json()["data"]
+        assert [s["id"] for s in sources] == v2["source_ids"]
+        texts = [r["text"] for r in search(client, lib, "ferry timetable", limit=10, filter={"external_ids": ["ferry"]})]
+        assert texts == ["Ferry timetable: boats now leave at ten."]
+        assert client.get(f"/v1/sources/{v1['source_ids'][0]}").status_code == 404
+
+        unchanged = client.post(f"/v1/libraries/{lib}/ingest", json={"content": "Ferry timetable: boats now leave at ten.", "external_id": "ferry"})
+        assert unchanged.status_code == 202 and unchanged.json()["results"][0]["status"] == "duplicate"
+
+
+def test_workspaces_are_isolated(service: Service) -> None:
+    with service.client() as admin:
+        library = create_library(admin, "private")
+        job = admin.post(f"/v1/libraries/{library['id']}/ingest", json={"content": "Secret recipe: add cardamom."}).json()
+        wait_for_job(admin, job["job_id"])
+    other_key = _new_key(service, "other-team", "ingest.read,ingest.write")
+    with service.client(other_key) as other:
+        assert other.get(f"/v1/libraries/{library['id']}").status_code == 404
+        assert other.get(f"/v1/jobs/{job['job_id']}").status_code == 404
+        assert other.get(f"/v1/sources/{job['source_ids'][0]}").status_code == 404
+        assert other.post(f"/v1/libraries/{library['id']}/search", json={"query": "recipe"}).status_code == 404
+        assert other.delete(f"/v1/sources/{job['source_ids'][0]}").status_code == 404
+        assert library["id"] not in [lib["id"] for lib in other.get("/v1/libraries").json()["data"]]
+
+
+def test_limits_and_malformed_bodies(service: Service) -> None:
+    with service.client() as client:
+        lib = create_library(client, "limits")["id"]
+        big = client.post(f"/v1/libraries/{lib}/ingest", json={"content": "x" * (1024 * 1024 + 1)})
+        assert big.status_code == 413 and big.json()["error"]["code"] == "content_too_large"
+        png = client.post(f"/v1/libraries/{lib}/files", files={"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")})
+        assert png.status_code == 415
+        assert "pdf" in png.json()["error"]["message"].lower()
+        both = client.post(f"/v1/libraries/{lib}/ingest", json={"content": "a", "url": "http://127.0.0.1/x"})
+        assert both.status_code == 422 and both.json()["error"]["type"] == "invalid_request"
+        too_many = client.post(f"/v1/libraries/{lib}/ingest", json={"items": [{"content": f"n{i}"} for i in range(101)]})
+        assert too_many.status_code == 422
+        assert too_many.json()["error"]["code"] == "validation_failed"
+        long_id = client.post(f"/v1/libraries/{lib}/ingest", json={"content": "a", "external_id": "x" * 256})
+        assert long_id.status_code == 422
+        missing = client.post("/v1/libraries/nope/ingest", json={"content": "a"})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "library_not_found"
+
+
+def test_killed_flow_run_is_reconciled_and_retry_succeeds(service: Service) -> None:
+    paragraphs = "\n\n".join(
+        f"## Part {i}\n\n" + " ".join(f"Harbour note {i}.{j}: the tide table changes with the season." for j in range(12))
+        for i in range(60)
+    )
+    with service.client() as client:
+        lib = create_library(client, "crashes")["id"]
+        job = client.post(f"/v1/libraries/{lib}/ingest", json={"content": paragraphs, "content_type": "text/markdown"}).json()
+        source_id = job["source_ids"][0]
+        deadline = time.monotonic() + 120
+        while client.get(f"/v1/sources/{source_id}").json()["status"] != "embedding":
+            assert time.monotonic() < deadline, "the source never reached the embedding stage"
+            time.sleep(0.1)
+        flow_run_id = client.get(f"/v1/jobs/{job['job_id']}").json()["flow_run_id"]
+        _kill_flow_run_process(flow_run_id)
+
+        failed = wait_for_job(client, job["job_id"], timeout=120)
+        assert failed["status"] == "failed"
+        assert "crashed" in failed["error"]
+        source = client.get(f"/v1/sources/{source_id}").json()
+        assert source["status"] == "failed" and "crashed" in source["error"]
+
+        retry = client.post(f"/v1/sources/{source_id}/retry")
+        assert retry.status_code == 202, retry.text
+        assert wait_for_job(client, retry.json()["id"], timeout=300)["status"] == "completed"
+        assert client.get(f"/v1/sources/{source_id}").json()["chunk_count"] > 10
+
+
+def _new_key(service: Service, workspace: str, scopes: str) -> str:
+    env = {**os.environ, "GRISTMILL_HOME": str(service.home)}
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "keys", "create", "--workspace", workspace, "--scopes", scopes],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    key = result.stdout.strip()
+    assert key.startswith("gm_")
+    return key
+
+
+def _kill_flow_run_process(flow_run_id: str) -> None:
+    """The runner starts each flow run as a child process whose environment names the run."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            os.kill(int(pid), signal.SIGKILL)
+            return
+    raise AssertionError(f"no process runs flow run {flow_run_id}")
