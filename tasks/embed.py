@@ -1,0 +1,199 @@
+"""Embed texts through any OpenAI-compatible `POST {base_url}/embeddings` (ours, Ollama, vLLM, TEI, OpenAI).
+
+Failures that may pass (endpoint down, timeouts, 5xx, 429) raise EmbeddingError, which is retryable;
+answers that would fail the same way again (4xx, a malformed body, vectors of the wrong size) raise
+EmbeddingRejected, which is not.
+"""
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from gristmill.errors import EmbeddingError, GristmillError
+from gristmill.settings import Settings, get_settings
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+class EmbeddingRejected(EmbeddingError):
+    """The embeddings endpoint refused the request or answered something unusable; retrying will not help."""
+
+    status = 502  # the upstream endpoint's doing, not the caller's
+    default_code = "embedding_rejected"
+    retryable = False
+
+
+class EmbeddingsClient:
+    """A client of one embeddings endpoint, reusing its connections across batches.
+
+        with EmbeddingsClient("http://127.0.0.1:8081/v1", "all-MiniLM-L6-v2", dimensions=384) as client:
+            vectors = client.embed(["first chunk", "second chunk"])  # float32, shape (2, 384)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        batch_size: int = 32,
+        dimensions: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.url = base_url.rstrip("/") + "/embeddings"
+        self.model = model
+        self.batch_size = batch_size
+        self.dimensions = dimensions
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_SECONDS))
+        )
+
+    def __enter__(self) -> "EmbeddingsClient":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def embed(self, texts: Sequence[str], on_progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """One float32 row per text, in order; `on_progress(n)` after each batch with the count done so far."""
+        rows: list[np.ndarray] = []
+        done = 0
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            rows.append(self._embed_batch(batch))
+            done += len(batch)
+            if on_progress is not None:
+                on_progress(done)
+        if not rows:
+            return np.empty((0, self.dimensions or 0), dtype=np.float32)
+        return np.concatenate(rows)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        try:
+            response = self._http.post(self.url, json={"model": self.model, "input": texts})
+        except httpx.TimeoutException as error:
+            raise EmbeddingError(
+                f"the embeddings endpoint {self.url} did not answer in time ({type(error).__name__})",
+                code="embeddings_timeout",
+            ) from error
+        except httpx.ConnectError as error:
+            raise EmbeddingError(
+                f"the embeddings endpoint {self.url} is not reachable: {error}; is the embeddings server running?",
+                code="embeddings_unreachable",
+            ) from error
+        except httpx.TransportError as error:
+            raise EmbeddingError(
+                f"the connection to the embeddings endpoint {self.url} failed: {type(error).__name__}: {error}",
+                code="embeddings_connection_failed",
+            ) from error
+        _raise_for_status(response, self.url)
+        return self._parse(response, expected=len(texts))
+
+    def _parse(self, response: httpx.Response, *, expected: int) -> np.ndarray:
+        try:
+            items = sorted(response.json()["data"], key=lambda item: item["index"])
+            matrix = np.asarray([item["embedding"] for item in items], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as error:
+            raise EmbeddingRejected(
+                f"the embeddings endpoint {self.url} answered something that is not an embeddings list "
+                f"({type(error).__name__}: {error})",
+                code="embedding_malformed",
+                details={"body": response.text[:500]},
+            ) from error
+        if matrix.shape[0] != expected or [item["index"] for item in items] != list(range(expected)):
+            raise EmbeddingRejected(
+                f"the embeddings endpoint {self.url} returned {matrix.shape[0]} vectors for {expected} texts",
+                code="embedding_count_mismatch",
+                details={"expected": expected, "received": matrix.shape[0]},
+            )
+        if matrix.ndim != 2 or (self.dimensions is not None and matrix.shape[1] != self.dimensions):
+            received = matrix.shape[1] if matrix.ndim == 2 else None
+            raise EmbeddingRejected(
+                f"the embeddings endpoint {self.url} returned vectors of {received} dimensions, expected "
+                f"{self.dimensions}; does GRISTMILL_EMBEDDING_MODEL name the model the library was built with?",
+                code="embedding_dimension_mismatch",
+                details={"expected": self.dimensions, "received": received},
+            )
+        return matrix
+
+
+def _raise_for_status(response: httpx.Response, url: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    detail = _error_message(response)
+    if status == 429:
+        raise EmbeddingError(
+            f"the embeddings endpoint {url} is rate limiting requests (429): {detail}",
+            code="embeddings_rate_limited",
+            details={"status": status, "retry_after": response.headers.get("retry-after")},
+        )
+    if status >= 500:
+        raise EmbeddingError(
+            f"the embeddings endpoint {url} failed with {status}: {detail}",
+            code="embeddings_unavailable",
+            details={"status": status},
+        )
+    hint = "; check GRISTMILL_EMBEDDINGS_API_KEY" if status in (401, 403) else ""
+    raise EmbeddingRejected(
+        f"the embeddings endpoint {url} refused the request with {status}: {detail}{hint}",
+        details={"status": status},
+    )
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The message of an OpenAI-style `{"error": {"message": ...}}` body, else the start of the body."""
+    try:
+        error: Any = response.json().get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    except ValueError:
+        pass
+    return response.text[:200] or response.reason_phrase
+
+
+def embed_texts(
+    texts: Sequence[str], settings: Settings | None = None, on_progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Embed `texts` with the configured endpoint and model: float32, shape (len(texts), embedding_dim)."""
+    settings = settings or get_settings()
+    with EmbeddingsClient(
+        settings.embeddings_url,
+        settings.embedding_model,
+        api_key=settings.embeddings_api_key,
+        timeout=settings.embeddings_timeout_seconds,
+        batch_size=settings.embed_batch_size,
+        dimensions=settings.embedding_dim,
+    ) as client:
+        return client.embed(texts, on_progress)
+
+
+def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry_condition_fn: retry what may pass (endpoint down, 5xx, 429), not what would fail again."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    return isinstance(error, GristmillError) and error.retryable
+
+
+# The inputs are every chunk text and a progress callback: nothing worth hashing for a cache key.
+embed_task = task(
+    name="embed",
+    retries=3,
+    retry_delay_seconds=[2, 5, 15],
+    retry_condition_fn=retry_if_retryable,
+    cache_policy=NO_CACHE,
+)(embed_texts)
