@@ -165,7 +165,7 @@ def _source_line(source: Source) -> dict[str, Any]:
 def print_summary(summary: dict[str, Any]) -> None:
     table = Table(title=f"job {summary['job_id'] or '-'}: {summary['status']}")
     for column in ("input", "status", "chunks", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a user must see the whole path and the whole error
     for line in summary["sources"]:
         detail = line["error"] or "; ".join(line["warnings"]) or (
             f"same content as {line['duplicate_of']}" if line["duplicate_of"] else ""

@@ -94,3 +94,22 @@ def gristmill_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_embeddi
     migrate(get_settings().resolved_database_url)
     yield home
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def model_embeddings_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real embeddings server (all-MiniLM-L6-v2), started as `gristmill embeddings-server` is."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("embeddings") / "server.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.embeddings_server", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=180, process=process)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
