@@ -1,14 +1,13 @@
 """FastAPI dependencies shared by the routers: settings, a database session, the chunk store."""
 
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends
 from sqlmodel import Session
 
 from gristmill.settings import Settings, get_settings
-from storage.chunks import ChunkStore
+from storage.chunks import ChunkStore, open_chunk_store
 from storage.db import get_engine
 
 
@@ -21,13 +20,8 @@ def get_session(settings: Annotated[Settings, Depends(settings_dep)]) -> Iterato
         yield session
 
 
-@lru_cache
-def _chunk_store(uri: str) -> ChunkStore:
-    return ChunkStore(uri)
-
-
 def chunk_store(settings: Annotated[Settings, Depends(settings_dep)]) -> ChunkStore:
-    return _chunk_store(settings.resolved_lancedb_uri)
+    return open_chunk_store(settings.resolved_lancedb_uri)
 
 
 SettingsDep = Annotated[Settings, Depends(settings_dep)]

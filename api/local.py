@@ -15,7 +15,7 @@ from api.submission import SourceSpec, submit
 from gristmill.errors import NotFound
 from gristmill.settings import Settings, get_settings
 from storage import repository
-from storage.chunks import ChunkStore
+from storage.chunks import open_chunk_store
 from storage.db import migrate, session_scope
 from storage.tables import IngestJob, Library, Source
 from tasks.parse import SUPPORTED_EXTENSIONS
@@ -183,7 +183,7 @@ def search(library_name: str, query: str, *, limit: int, mode: str) -> list[Sear
     settings = get_settings()
     _open(settings)
     library = _library(settings, library_name, create=False)
-    store = ChunkStore(settings.resolved_lancedb_uri)
+    store = open_chunk_store(settings.resolved_lancedb_uri)
     if mode == "keyword":
         return search_library(settings, store, library, query, mode="keyword", limit=limit)
     with embeddings_available(settings):

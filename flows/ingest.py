@@ -61,7 +61,7 @@ def process_source(source_id: str) -> SourceStatus:
         if not chunks:
             raise ParseError("the document has no text to index", code="no_text")
         progress.stage(SourceStatus.embedding, progress_total=len(chunks), progress_current=0)
-        vectors = embed_task([c.text for c in chunks], settings, on_progress=progress.embedded)
+        vectors = embed_task(library.id, [c.text for c in chunks], settings, on_progress=progress.embedded)
         upsert_task(library, progress.reload(), document, chunks, vectors, settings)
         return progress.stored(document, chunks)
     except GristmillError as error:

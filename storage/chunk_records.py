@@ -112,6 +112,11 @@ def vector_dim(schema: pa.Schema) -> int:
     return schema.field("vector").type.list_size
 
 
+def text_hash(text: str) -> str:
+    """Key of a chunk's text in the embedding cache (see ChunkStore.vectors_by_text_hash)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def chunk_id(source_id: str, chunk_index: int) -> str:
     return f"{source_id}:{chunk_index}"
 
@@ -173,7 +178,7 @@ def rows_to_arrow(
         "page_end": [row.page_end for row in rows],
         "char_start": [row.char_start for row in rows],
         "char_end": [row.char_end for row in rows],
-        "text_hash": [hashlib.sha256(row.text.encode()).hexdigest() for row in rows],
+        "text_hash": [text_hash(row.text) for row in rows],
         "metadata_json": [_metadata_json(row) for row in rows],
         "tags": [metadata_tags(row.source_metadata, row.metadata) for row in rows],
         "created_at": [now] * n,

@@ -26,13 +26,23 @@ from storage.chunk_records import (
     ChunkView,
     SearchHit,
     rows_to_arrow,
+    text_hash,
     vector_dim,
     views_from_records,
 )
 from storage.chunk_search import SearchMode, build_filter, run_search, sql_literal, validate_query
 from storage.chunk_tables import LANCE_ERRORS, TableCache, table_name, translate_errors
 
-__all__ = ["ChunkRow", "ChunkStore", "ChunkView", "IndexState", "SearchHit", "VECTOR_INDEXES"]
+__all__ = [
+    "ChunkRow",
+    "ChunkStore",
+    "ChunkView",
+    "IndexState",
+    "SearchHit",
+    "VECTOR_INDEXES",
+    "open_chunk_store",
+    "text_hash",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -171,6 +181,28 @@ class ChunkStore:
 
         return self._read(library_id, page, default=[], action=f"list the chunks of source {source_id}")
 
+    def vectors_by_text_hash(self, library_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks whose text has one of these hashes: the library's embedding cache.
+
+        A library embeds with one model, so a chunk with the same text needs no new embedding. The
+        cache is the chunk table itself, so removing a source can leave no orphan entries behind.
+        """
+        wanted = sorted(set(text_hashes))
+        if not wanted:
+            return {}
+
+        def lookup(table: Table) -> dict[str, np.ndarray]:
+            found: dict[str, np.ndarray] = {}
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                condition = "text_hash IN (" + ", ".join(sql_literal(h) for h in batch) + ")"
+                rows = table.search().where(condition).select(["text_hash", "vector"]).limit(len(batch) * 4).to_arrow()
+                for key, vector in zip(rows["text_hash"].to_pylist(), rows["vector"].to_numpy(zero_copy_only=False)):
+                    found.setdefault(key, np.asarray(vector, dtype=np.float32))
+            return found
+
+        return self._read(library_id, lookup, default={}, action="look up cached embeddings")
+
     def source_ids_with_external_id(self, library_id: str, external_id: str) -> list[str]:
         """Sources whose chunks carry `external_id`, sorted."""
 
@@ -279,3 +311,8 @@ def _hybrid_legs() -> ThreadPoolExecutor:
     """
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="gristmill-hybrid")
 
+
+@cache
+def open_chunk_store(uri: str) -> ChunkStore:
+    """The process's one store for `uri`: it caches open tables and serialises writers per library."""
+    return ChunkStore(uri)

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from gristmill.errors import EmbeddingError, GristmillError
 from gristmill.settings import Settings, get_settings
+from storage.chunks import open_chunk_store, text_hash
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 
@@ -183,6 +184,30 @@ def embed_texts(
         return client.embed(texts, on_progress)
 
 
+def embed_chunk_texts(
+    library_id: str, texts: Sequence[str], settings: Settings, on_progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Vectors for a source's chunk texts, embedding only texts the library holds no vector for.
+
+    Re-ingesting an edited document so costs only its changed chunks; a text repeated within the
+    document is embedded once.
+    """
+    keys = [text_hash(t) for t in texts]
+    known = open_chunk_store(settings.resolved_lancedb_uri).vectors_by_text_hash(library_id, keys)
+    reused = sum(1 for k in keys if k in known)
+    missing = list(dict.fromkeys(k for k in keys if k not in known))
+    if on_progress and reused:
+        on_progress(reused)
+    if missing:
+        texts_by_key = dict(zip(keys, texts))
+        report = (lambda done: on_progress(reused + done)) if on_progress else None
+        fresh = embed_texts([texts_by_key[k] for k in missing], settings, on_progress=report)
+        known.update(zip(missing, fresh))
+    if not keys:
+        return np.zeros((0, settings.embedding_dim), dtype=np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
+
+
 def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect's retry_condition_fn: retry what may pass (endpoint down, 5xx, 429), not what would fail again."""
     error = state.data if isinstance(state.data, BaseException) else None
@@ -196,4 +221,4 @@ embed_task = task(
     retry_delay_seconds=[2, 5, 15],
     retry_condition_fn=retry_if_retryable,
     cache_policy=NO_CACHE,
-)(embed_texts)
+)(embed_chunk_texts)

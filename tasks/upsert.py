@@ -1,7 +1,5 @@
 """The upsert stage: store a source's chunks, replacing what its external id stood for before."""
 
-from functools import lru_cache
-
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -9,15 +7,9 @@ from prefect.cache_policies import NO_CACHE
 from gristmill.documents import Chunk, Document
 from gristmill.settings import Settings
 from storage import repository
-from storage.chunks import ChunkRow, ChunkStore
+from storage.chunks import ChunkRow, ChunkStore, open_chunk_store
 from storage.db import session_scope
 from storage.tables import Library, Source
-
-
-@lru_cache
-def chunk_store(uri: str) -> ChunkStore:
-    """One store per process: it caches open tables and serialises writers."""
-    return ChunkStore(uri)
 
 
 def upsert_chunks(
@@ -53,7 +45,7 @@ def upsert_chunks(
 def upsert_source(
     library: Library, source: Source, document: Document, chunks: list[Chunk], vectors: np.ndarray, settings: Settings
 ) -> None:
-    upsert_chunks(chunk_store(settings.resolved_lancedb_uri), library, source, document, chunks, vectors)
+    upsert_chunks(open_chunk_store(settings.resolved_lancedb_uri), library, source, document, chunks, vectors)
     if source.external_id:
         with session_scope(settings.resolved_database_url) as session:
             repository.delete_replaced_sources(session, library.id, source.external_id, keep_source_id=source.id)

@@ -13,6 +13,7 @@ from storage.chunks import ChunkStore
 from storage.db import session_scope
 from storage.tables import Source
 from tests import builders
+from tests.embedder import HashingEncoder, serve_test_embedder
 from tests.http_server import LoopbackServer
 
 
@@ -139,3 +140,35 @@ def test_missing_file_and_missing_page_fail_with_reasons(home: Path, tmp_path: P
     by_input = {s["input"]: s for s in summary["sources"]}
     assert "nope.md" in by_input[str(tmp_path / "nope.md")]["error"]
     assert "404" in by_input[web.url("/gone")]["error"]
+
+
+def test_an_edit_re_embeds_only_the_changed_chunks(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sections = [
+        f"# Chapter {i}\n\n"
+        + "\n\n".join(
+            f"Paragraph {i}.{j} explains how the harbour crane number {i * 10 + j} is inspected, "
+            "oiled and certified before the winter storms arrive at the northern quay." * 2
+            for j in range(8)
+        )
+        for i in range(12)
+    ]
+    manual = tmp_path / "cranes.md"
+    manual.write_text("\n\n".join(sections))
+    encoder = HashingEncoder()
+    with serve_test_embedder(encoder=encoder) as url:
+        monkeypatch.setenv("GRISTMILL_EMBEDDINGS_URL", url)
+        get_settings.cache_clear()
+        first = ingest([file_spec(manual, external_id="cranes")])
+        first_embedded = sum(encoder.calls)
+        manual.write_text("\n\n".join(sections).replace("Paragraph 5.3 explains", "Paragraph 5.3 meticulously explains"))
+        encoder.calls.clear()
+        second = ingest([file_spec(manual, external_id="cranes")])
+    chunks = first["sources"][0]["chunks"]
+    assert first["status"] == second["status"] == "completed"
+    assert chunks >= 25 and first_embedded == chunks
+    assert 1 <= sum(encoder.calls) <= 2  # only the chunk(s) holding the edited paragraph
+    assert second["sources"][0]["chunks"] == chunks
+    hits = search("meticulously", mode="keyword", limit=50)
+    assert [hit.chunk_id for hit in hits if "Paragraph 5.3 meticulously explains" in hit.text] == [hits[0].chunk_id]
+    hits = search("paragraph harbour crane", mode="keyword", limit=100)
+    assert not any("Paragraph 5.3 explains" in hit.text for hit in hits)
