@@ -134,6 +134,14 @@ class EmbeddingError(GristmillError):
     retryable = True
 
 
+class EmbeddingRejected(EmbeddingError):
+    """The embeddings endpoint refused the request or answered something unusable; retrying will not help."""
+
+    status = 502  # the upstream endpoint's doing, not the caller's
+    default_code = "embedding_rejected"
+    retryable = False
+
+
 class StorageError(GristmillError):
     """The chunk store or database refused a write."""
 

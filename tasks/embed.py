@@ -14,19 +14,12 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from gristmill.errors import EmbeddingError, GristmillError
+from gristmill.errors import EmbeddingError, EmbeddingRejected
 from gristmill.settings import Settings, get_settings
 from storage.chunks import open_chunk_store, text_hash
+from tasks.retries import NETWORK_RETRY_DELAYS_SECONDS, retry_if_retryable
 
 CONNECT_TIMEOUT_SECONDS = 10.0
-
-
-class EmbeddingRejected(EmbeddingError):
-    """The embeddings endpoint refused the request or answered something unusable; retrying will not help."""
-
-    status = 502  # the upstream endpoint's doing, not the caller's
-    default_code = "embedding_rejected"
-    retryable = False
 
 
 class EmbeddingsClient:
@@ -208,17 +201,11 @@ def embed_chunk_texts(
     return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
 
 
-def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect's retry_condition_fn: retry what may pass (endpoint down, 5xx, 429), not what would fail again."""
-    error = state.data if isinstance(state.data, BaseException) else None
-    return isinstance(error, GristmillError) and error.retryable
-
-
 # The inputs are every chunk text and a progress callback: nothing worth hashing for a cache key.
 embed_task = task(
     name="embed",
     retries=3,
-    retry_delay_seconds=[2, 5, 15],
+    retry_delay_seconds=NETWORK_RETRY_DELAYS_SECONDS,
     retry_condition_fn=retry_if_retryable,
     cache_policy=NO_CACHE,
 )(embed_chunk_texts)

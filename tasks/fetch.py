@@ -2,7 +2,6 @@
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -11,8 +10,9 @@ from connectors.file import read_file
 from connectors.inline import read_blob
 from connectors.url import fetch_url
 from gristmill.documents import FetchedContent
-from gristmill.errors import FetchError, GristmillError, InvalidRequest
+from gristmill.errors import FetchError, InvalidRequest
 from gristmill.settings import Settings
+from tasks.retries import NETWORK_RETRY_DELAYS_SECONDS, retry_if_retryable
 
 
 def default_max_bytes(settings: Settings) -> int:
@@ -70,27 +70,12 @@ def _with_declared(fetched: FetchedContent, content_type: str | None, filename: 
     )
 
 
-def is_retryable_failure(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry only errors that may pass (timeouts, 5xx, 429, resets).
-
-    Prefect 3.9's task engine hands over `Failed(data=exception)` for a task that raised; a returned
-    failed state may hold a result record instead, which `result(raise_on_failure=False)` resolves to
-    the exception (`_sync=True` because a sync task may run under an async flow's event loop).
-    """
-    if not state.is_failed():
-        return False
-    error = state.data
-    if not isinstance(error, BaseException):
-        error = state.result(raise_on_failure=False, _sync=True)
-    return isinstance(error, GristmillError) and error.retryable
-
-
 # Fetched bytes can be tens of megabytes: never cache or persist them as Prefect results.
 fetch_task = task(
     name="fetch",
     retries=3,
-    retry_delay_seconds=[2, 5, 15],
-    retry_condition_fn=is_retryable_failure,
+    retry_delay_seconds=NETWORK_RETRY_DELAYS_SECONDS,
+    retry_condition_fn=retry_if_retryable,
     cache_policy=NO_CACHE,
     persist_result=False,
 )(fetch_source)

@@ -14,9 +14,10 @@ from fastapi.testclient import TestClient
 from prefect.states import Failed
 
 from api.embeddings_server import build_app
-from gristmill.errors import EmbeddingError
+from gristmill.errors import EmbeddingError, EmbeddingRejected
 from gristmill.settings import Settings
-from tasks.embed import EmbeddingRejected, EmbeddingsClient, embed_texts, retry_if_retryable
+from tasks.embed import EmbeddingsClient, embed_texts
+from tasks.retries import retry_if_retryable
 from tests.embedder import HashingEncoder, hashed_vector, serve_app, serve_test_embedder
 from tests.http_server import LoopbackServer, Reply
 

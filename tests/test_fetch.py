@@ -8,7 +8,8 @@ from prefect.states import Completed, Failed
 
 from gristmill.errors import FetchError, InvalidRequest, PayloadTooLarge, TransientFetchError
 from gristmill.settings import Settings
-from tasks.fetch import default_max_bytes, fetch_source, fetch_task, is_retryable_failure
+from tasks.fetch import default_max_bytes, fetch_source, fetch_task
+from tasks.retries import retry_if_retryable as is_retryable_failure
 from tests.http_server import LoopbackServer
 
 

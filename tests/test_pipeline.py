@@ -97,8 +97,7 @@ def test_unchanged_content_is_not_stored_twice(home: Path, tmp_path: Path) -> No
     original = first["sources"][0]["source_id"]
     assert {s["duplicate_of"] for s in second["sources"]} == {original}
     settings = get_settings()
-    with session_scope(settings.resolved_database_url) as session:
-        library_id = source_of(original).library_id
+    library_id = source_of(original).library_id
     assert ChunkStore(settings.resolved_lancedb_uri).count(library_id) == 1
 
 
