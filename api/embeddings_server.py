@@ -29,11 +29,10 @@ from typing import Annotated, Literal, Protocol  # noqa: E402
 import numpy as np  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import APIRouter, Depends, FastAPI, Request  # noqa: E402
-from fastapi.exceptions import RequestValidationError  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict  # noqa: E402
 
-from gristmill.errors import GristmillError, InvalidRequest  # noqa: E402
+from api.errors import install_error_handlers  # noqa: E402
+from gristmill.errors import InvalidRequest  # noqa: E402
 from gristmill.settings import get_settings  # noqa: E402
 
 log = logging.getLogger("gristmill.embeddings")
@@ -270,31 +269,6 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     return vector.tolist()
 
 
-def _envelope(status: int, type_: str, code: str, message: str, details: object = None) -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content={"error": {"type": type_, "code": code, "message": message, "details": details}}
-    )
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    # The same envelope as the REST API's (api/app.py), without importing that app's dependencies.
-    @app.exception_handler(GristmillError)
-    async def gristmill_error(_request: Request, error: GristmillError) -> JSONResponse:
-        return _envelope(error.status, error.type, error.code, error.message, error.details)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        fields = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-        first = fields[0] if fields else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
-        return _envelope(422, "invalid_request", "validation_failed", f"{where}: {first['msg']}", fields)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(_request: Request, error: Exception) -> JSONResponse:
-        log.exception("embedding failed")
-        return _envelope(500, "internal_error", "internal_error", f"embedding failed: {type(error).__name__}: {error}")
-
-
 # --- apps -------------------------------------------------------------------------------------
 
 
@@ -313,7 +287,7 @@ def build_app(load_encoder: Callable[[], Encoder], *, coalesce: bool = True) -> 
 
     app = FastAPI(title="Gristmill embeddings", version="0.1.0", lifespan=lifespan)
     app.include_router(embeddings_router())
-    _install_error_handlers(app)
+    install_error_handlers(app)
     return app
 
 

@@ -170,7 +170,7 @@ def test_retry_condition_reads_the_failed_state():
 
 
 @pytest.mark.slow
-def test_embed_task_retries_only_retryable_errors(prefect_server):
+def test_embed_task_retries_only_retryable_errors(prefect_server, tmp_path):
     from prefect import flow
 
     from tasks.embed import embed_task
@@ -179,7 +179,7 @@ def test_embed_task_retries_only_retryable_errors(prefect_server):
 
     @flow
     def embed_once(url: str) -> None:
-        quick(["text"], Settings(embeddings_url=url))
+        quick("library-without-chunks", ["text"], Settings(embeddings_url=url, home=tmp_path))
 
     with LoopbackServer() as server:
         server.reply("/down/embeddings", Reply(503, b"down"))
