@@ -82,3 +82,23 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the fields above (a test keeps them equal)."""
+    lines = ["| variable | default | what |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"| `GRISTMILL_{name.upper()}` | `{_shown_default(name, field.default)}` | {field.description} |")
+    return "\n".join(lines)
+
+
+def _shown_default(name: str, default: object) -> str:
+    if default is None:
+        return "(unset)"
+    if name.endswith("_bytes") and isinstance(default, int) and default % MB == 0:
+        return f"{default // MB} MB"
+    return str(default)
+
+
+if __name__ == "__main__":
+    print(settings_table())
