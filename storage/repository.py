@@ -316,11 +316,15 @@ def forget_unchanged_sync_sources(session: Session, job_id: str) -> None:
     if job is None:
         return
     unchanged = [s for s in job_sources(session, job) if s.status == SourceStatus.duplicate]
+    unchanged_ids = {s.id for s in unchanged}
     for source in unchanged:
         session.delete(source)
-    job.source_ids = [i for i in job.source_ids if i not in {s.id for s in unchanged}]
+    job.source_ids = [i for i in job.source_ids if i not in unchanged_ids]
+    job.progress_total = len(job.source_ids)
     if not job.source_ids:
         session.delete(job)
-    else:
-        session.add(job)
+        session.commit()
+        return
+    session.add(job)
     session.commit()
+    refresh_job_progress(session, job_id)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from api import local
 from api.search_service import SearchFilter, search_library
@@ -11,7 +12,7 @@ from gristmill.settings import get_settings
 from storage import repository
 from storage.chunks import ChunkStore
 from storage.db import session_scope
-from storage.tables import Source
+from storage.tables import IngestJob, Source
 from tests import builders
 from tests.embedder import HashingEncoder, serve_test_embedder
 from tests.http_server import LoopbackServer
@@ -171,3 +172,25 @@ def test_an_edit_re_embeds_only_the_changed_chunks(home: Path, tmp_path: Path, m
     assert [hit.chunk_id for hit in hits if "Paragraph 5.3 meticulously explains" in hit.text] == [hits[0].chunk_id]
     hits = search("paragraph harbour crane", mode="keyword", limit=100)
     assert not any("Paragraph 5.3 explains" in hit.text for hit in hits)
+
+
+def test_url_sync_replaces_changed_pages_and_forgets_unchanged_ones(home: Path) -> None:
+    from flows.sync import sync_url_sources
+
+    with LoopbackServer() as web:
+        web.serve("/menu.html", "<html><body><article><h1>Menu</h1><p>Monday: lentil soup with bread.</p></article></body></html>",
+                  content_type="text/html")
+        first = ingest([SourceSpec(origin="url", uri=web.url("/menu.html"))])
+        assert first["status"] == "completed"
+        web.serve("/menu.html", "<html><body><article><h1>Menu</h1><p>Monday: pumpkin risotto.</p></article></body></html>",
+                  content_type="text/html")
+        changed = sync_url_sources()
+        unchanged = sync_url_sources()
+    assert changed == {"checked": 1, "changed": 1, "failed": 0}
+    assert unchanged == {"checked": 1, "changed": 0, "failed": 0}
+    assert [hit.text for hit in search("monday menu", mode="keyword", limit=10)] == ["Monday: pumpkin risotto."]
+    with session_scope(get_settings().resolved_database_url) as session:
+        sources = session.exec(select(Source)).all()
+        jobs = session.exec(select(IngestJob)).all()
+    assert [(s.uri, s.status.value, s.external_id) for s in sources] == [(web.url("/menu.html"), "completed", web.url("/menu.html"))]
+    assert len(jobs) == 2  # the first ingest and the sync that found a change; the idle sync left none
