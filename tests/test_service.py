@@ -1,5 +1,6 @@
 """The running service, started as users start it (`gristmill serve`), driven over HTTP."""
 
+import json
 import os
 import signal
 import subprocess
@@ -292,3 +293,31 @@ def _kill_flow_run_process(flow_run_id: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
             return
     raise AssertionError(f"no process runs flow run {flow_run_id}")
+
+
+def test_cli_talks_to_the_running_service(service: Service, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "garden.md").write_text("# Garden\n\nWater the tomatoes every evening in July.\n")
+    (notes / "bikes.txt").write_text("The bike shed code is 4711.\n")
+    env = {
+        **os.environ,
+        "GRISTMILL_URL": service.base_url,
+        "GRISTMILL_API_KEY": service.admin_key,
+        "GRISTMILL_HOME": str(tmp_path / "unused-home"),  # a client keeps no data of its own
+    }
+
+    def gristmill(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+
+    ingest = gristmill("ingest", str(notes), "--library", "remote-notes", "--json")
+    assert ingest.returncode == 0, ingest.stderr
+    summary = json.loads(ingest.stdout)
+    assert summary["status"] == "completed" and summary["counts"]["completed"] == 2
+    results = json.loads(gristmill("search", "when should I water the tomatoes", "--library", "remote-notes", "--json").stdout)["results"]
+    assert results[0]["title"] == "garden.md" and "tomatoes" in results[0]["text"]
+    libraries = json.loads(gristmill("libraries", "--json").stdout)["libraries"]
+    assert {"name": "remote-notes", "sources": 2} == {k: v for k, v in next(l for l in libraries if l["name"] == "remote-notes").items() if k in ("name", "sources")}
+    assert not (tmp_path / "unused-home").exists()
+    missing = gristmill("search", "x", "--library", "no-such-library")
+    assert missing.returncode == 1 and "no library named 'no-such-library'" in missing.stderr
