@@ -2,11 +2,14 @@
 
 Every builder writes a genuine file with the library a user's tools would produce it with (fpdf2
 for PDFs with a real text layer, pypdf for encryption and blank pages, python-docx, zipfile), so a
-parser test exercises the same code paths as a real upload.
+parser test exercises the same code paths as a real upload. Where no library writes the thing
+(Word's content controls and tracked changes, an Office encryption wrapper), the builder writes the
+markup or the container format by the specification, as Word does.
 """
 
 import csv
 import io
+import struct
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +20,7 @@ MB = 1024 * 1024
 
 
 def build_pdf(
-    pages: Sequence[Sequence[str]],
+    pages: Sequence[Sequence["str | Heading"]],
     *,
     title: str | None = None,
     headings: Sequence[str | None] | None = None,
@@ -27,7 +30,8 @@ def build_pdf(
 ) -> bytes:
     """A PDF with a real text layer: `pages[i]` is the list of paragraphs on page i+1.
 
-    `headings[i]` (bold, larger) opens page i+1; `header` and `footer` repeat on every page, where
+    A `Heading` among the paragraphs is set bold and larger by its level (0: +12 pt, 1: +6, 2: +3,
+    deeper: +2). `headings[i]` (a level-1 heading) opens page i+1; `header` and `footer` repeat on every page, where
     "{page}" and "{pages}" are replaced by the page number and count ("Page {page} of {pages}").
     An empty paragraph list makes a page with no text at all. `title` goes in the metadata.
     """
@@ -62,7 +66,14 @@ def build_pdf(
             pdf.ln(2)
         pdf.set_font("Helvetica", size=font_size)
         for paragraph in paragraphs:
-            pdf.multi_cell(0, font_size * 0.5, paragraph, **line)
+            if isinstance(paragraph, Heading):
+                size = font_size + {0: 12, 1: 6, 2: 3}.get(paragraph.level, 2)
+                pdf.ln(font_size * 0.4)
+                pdf.set_font("Helvetica", "B", size=size)
+                pdf.multi_cell(0, size * 0.5, paragraph.text, **line)
+                pdf.set_font("Helvetica", size=font_size)
+            else:
+                pdf.multi_cell(0, font_size * 0.5, paragraph, **line)
             pdf.ln(font_size * 0.4)
     return bytes(pdf.output())
 
@@ -89,6 +100,57 @@ def add_blank_pages(data: bytes, count: int) -> bytes:
     writer.append(PdfReader(io.BytesIO(data)))
     for _ in range(count):
         writer.add_blank_page(width=595, height=842)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def merge_pdfs(*documents: bytes) -> bytes:
+    """One PDF of all the pages of `documents`, in order (e.g. text pages around a scanned one),
+    with the first document's metadata (its title)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for index, data in enumerate(documents):
+        reader = PdfReader(io.BytesIO(data))
+        writer.append(reader)
+        if index == 0 and reader.metadata:
+            writer.add_metadata(dict(reader.metadata))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def add_flate_bomb(data: bytes, page_number: int, inflated_bytes: int = 100 * MB) -> bytes:
+    """`data` (a PDF) with page `page_number`'s content replaced by a Flate stream of about
+    inflated_bytes/1000 bytes that inflates to `inflated_bytes` of spaces: a decompression bomb."""
+    import zlib
+
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import NameObject, StreamObject
+
+    compressor = zlib.compressobj(9)
+    block = b" " * MB
+    raw = b"".join(compressor.compress(block) for _ in range(inflated_bytes // MB)) + compressor.flush()
+    stream = StreamObject()
+    stream._data = raw  # already compressed: written as is
+    stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.pages[page_number - 1][NameObject("/Contents")] = writer._add_object(stream)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def repeat_pages(data: bytes, copies: int) -> bytes:
+    """A PDF of `copies` copies of the first page of `data`: a long document in a second, where
+    fpdf2 would take a minute to lay out the text."""
+    from pypdf import PdfReader, PdfWriter
+
+    page = PdfReader(io.BytesIO(data)).pages[0]
+    writer = PdfWriter()
+    for _ in range(copies):
+        writer.add_page(page)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -128,6 +190,8 @@ class Numbered:
 @dataclass(frozen=True)
 class Table:
     rows: Sequence[Sequence[str]]
+    # (first row, first column, last row, last column) of cells merged into one, as Word merges them
+    merges: Sequence[tuple[int, int, int, int]] = ()
 
 
 @dataclass(frozen=True)
@@ -138,7 +202,26 @@ class Styled:
     style: str = "Normal"
 
 
-DocxItem = str | Heading | Bullet | Numbered | Table | Styled
+@dataclass(frozen=True)
+class RawXml:
+    """Body-level WordprocessingML written as Word writes it, for what python-docx cannot make:
+    content controls (w:sdt), tracked changes (w:ins, w:del), fields, text boxes. The prefixes
+    w, r, mc, wp, a, wps and v are declared."""
+
+    xml: str
+
+
+DocxItem = str | Heading | Bullet | Numbered | Table | Styled | RawXml
+
+WORD_NAMESPACES = {
+    "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+    "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+    "wp": "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing",
+    "a": "http://schemas.openxmlformats.org/drawingml/2006/main",
+    "wps": "http://schemas.microsoft.com/office/word/2010/wordprocessingShape",
+    "v": "urn:schemas-microsoft-com:vml",
+}
 
 
 def build_docx(items: Sequence[DocxItem], *, core_title: str | None = None) -> bytes:
@@ -165,6 +248,16 @@ def build_docx(items: Sequence[DocxItem], *, core_title: str | None = None) -> b
             for r, row in enumerate(item.rows):
                 for c, value in enumerate(row):
                     table.cell(r, c).text = value
+            for top, left, bottom, right in item.merges:
+                merged = table.cell(top, left).merge(table.cell(bottom, right))
+                merged.text = item.rows[top][left]
+        elif isinstance(item, RawXml):
+            from docx.oxml import parse_xml
+
+            declarations = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in WORD_NAMESPACES.items())
+            wrapper = parse_xml(f"<w:body {declarations}>{item.xml}</w:body>")
+            for element in list(wrapper):
+                document.element.body.sectPr.addprevious(element)
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
@@ -191,6 +284,60 @@ def build_zip_bomb(uncompressed_bytes: int, *, member: str = "word/document.xml"
                 handle.write(chunk[: min(len(chunk), remaining)])
                 remaining -= len(chunk)
     return out.getvalue()
+
+
+def build_encrypted_office_file(package_size: int = 8192) -> bytes:
+    """What Office writes for a password-protected DOCX: a Compound File Binary (MS-CFB, version 3)
+    holding an EncryptionInfo and an EncryptedPackage stream (random-looking bytes here; no key
+    opens them, which is the point).
+
+    Layout, 512-byte sectors after the header: 0 FAT, 1 directory, then each stream's sectors.
+    Streams are 4096 bytes or more so they live in regular sectors, not the mini stream.
+    """
+    import random
+
+    free, end_of_chain, fat_sector, no_stream = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFF
+    noise = random.Random(7)
+    info = struct.pack("<HHI", 4, 4, 0x40) + bytes(noise.randrange(256) for _ in range(4096 - 8))
+    package = struct.pack("<Q", package_size) + bytes(noise.randrange(256) for _ in range(package_size))
+    streams = [("EncryptionInfo", info), ("EncryptedPackage", package)]
+
+    fat = [fat_sector, end_of_chain]
+    starts, data = [], b""
+    for _, content in streams:
+        sectors = -(-len(content) // 512)
+        starts.append(len(fat))
+        fat += [len(fat) + i + 1 for i in range(sectors - 1)] + [end_of_chain]
+        data += content.ljust(sectors * 512, b"\0")
+    assert len(fat) <= 128, "one FAT sector addresses 128 sectors"
+    fat_bytes = struct.pack("<128I", *(fat + [free] * (128 - len(fat))))
+
+    def entry(name: str, kind: int, left: int, right: int, child: int, start: int, size: int) -> bytes:
+        encoded = (name + "\0").encode("utf-16-le")
+        return (
+            encoded.ljust(64, b"\0")
+            + struct.pack("<HBB3I", len(encoded), kind, 1, left, right, child)  # 1: black node
+            + bytes(16 + 4 + 8 + 8)  # class id, state bits, creation and modification times
+            + struct.pack("<IQ", start, size)
+        )
+
+    # A red-black tree ordered by name length: EncryptionInfo (14) < EncryptedPackage (16).
+    directory = (
+        entry("Root Entry", 5, no_stream, no_stream, 1, end_of_chain, 0)
+        + entry("EncryptionInfo", 2, no_stream, 2, no_stream, starts[0], len(info))
+        + entry("EncryptedPackage", 2, no_stream, no_stream, no_stream, starts[1], len(package))
+        + entry("", 0, no_stream, no_stream, no_stream, 0, 0)
+    )
+    header = (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+        + bytes(16)
+        + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6)  # minor, major version, byte order, sector shifts
+        + bytes(6)
+        + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 0x1000, end_of_chain, 0, end_of_chain, 0)
+        + struct.pack("<109I", 0, *([free] * 108))  # the DIFAT: FAT sector 0
+    )
+    assert len(header) == 512
+    return header + fat_bytes + directory + data
 
 
 # --- HTML, CSV ---------------------------------------------------------------------------------

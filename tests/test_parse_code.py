@@ -112,3 +112,29 @@ def test_file_without_definitions_is_one_section() -> None:
 
     assert [(s.heading_path, s.text) for s in document.sections] == [([], "echo hello\necho world")]
     assert document.metadata["language"] == "shell"
+
+
+def test_a_definition_is_split_into_blocks_at_blank_lines_so_big_classes_split_between_methods() -> None:
+    source = b"""class Ledger:
+    \"\"\"Double-entry book.\"\"\"
+
+    def debit(self, amount):
+        self.total -= amount
+
+    def credit(self, amount):
+        self.total += amount
+"""
+
+    document = parse_code(source, filename="ledger.py")
+
+    assert [(s.heading_path, s.blocks) for s in document.sections] == [
+        (
+            ["class Ledger"],
+            [
+                'class Ledger:\n    """Double-entry book."""',
+                "    def debit(self, amount):\n        self.total -= amount",
+                "    def credit(self, amount):\n        self.total += amount",
+            ],
+        )
+    ]
+    assert document.text == source.decode().rstrip("\n")

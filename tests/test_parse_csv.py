@@ -78,3 +78,33 @@ def test_header_only_file_is_refused() -> None:
 
     assert error.value.code == "invalid_csv"
     assert error.value.message == "CSV has a header but no data rows"
+
+
+def test_ragged_rows_are_padded_not_dropped() -> None:
+    # A spreadsheet export that left off trailing empty cells, and one row with a stray extra field.
+    data = b"name,city,note\nAda,London,first\nBob,Paris\nCy,Rome,third,late entry\nDi,Oslo,fourth\n"
+
+    document = parse_csv(data, filename="people.csv")
+
+    assert document.metadata["columns"] == ["name", "city", "note", "column3"]
+    assert [s.text for s in document.sections] == [
+        "name: Ada\ncity: London\nnote: first",
+        "name: Bob\ncity: Paris",
+        "name: Cy\ncity: Rome\nnote: third\ncolumn3: late entry",
+        "name: Di\ncity: Oslo\nnote: fourth",
+    ]
+
+
+def test_excel_separator_line_and_byte_order_mark() -> None:
+    data = "\ufeffsep=;\nproduct;price\nTea;3,50\nCoffee;4,20\n".encode("utf-8")
+
+    document = parse_csv(data, filename="prices.csv")
+
+    assert document.metadata["columns"] == ["product", "price"]
+    assert [s.text for s in document.sections] == ["product: Tea\nprice: 3,50", "product: Coffee\nprice: 4,20"]
+
+
+def test_tab_separated_values_are_sniffed() -> None:
+    document = parse_csv(b"term\tmeaning\nSLA\tservice level agreement\n", filename="glossary.tsv")
+
+    assert document.sections[0].text == "term: SLA\nmeaning: service level agreement"

@@ -6,7 +6,7 @@ from gristmill.documents import FetchedContent
 from gristmill.errors import ParseError, PayloadTooLarge, UnsupportedType
 from gristmill.settings import Settings
 from tasks.parse import SUPPORTED_EXTENSIONS, SUPPORTED_FORMATS, check_size, detect_format, parse_document
-from tests.builders import MB, Heading, build_docx, build_pdf, build_zip, build_zip_bomb
+from tests.builders import MB, Heading, HtmlPage, build_docx, build_pdf, build_zip, build_zip_bomb
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
 
@@ -55,6 +55,7 @@ def test_magic_bytes_beat_the_declared_type_and_extension() -> None:
         (None, None, "https://example.com/api/items.json?page=2", "json"),
         ("application/octet-stream", "main.go", None, "code"),
         (None, "config.yaml", None, "text"),
+        ("text/x-typescript", "app.ts", None, "code"),
     ],
 )
 def test_declared_type_then_extension(
@@ -70,6 +71,8 @@ def test_declared_type_then_extension(
         (b'  {"a": [1, 2]}\n', "json"),
         (b"Just some words.\n", "text"),
         ("Grüße".encode("latin-1"), "text"),
+        ("Grüße aus Köln".encode("utf-16-le"), "text"),
+        (b'{"event": "login"}\n{"event": "logout"}\n', "json"),
     ],
 )
 def test_sniffing_when_nothing_is_declared(data: bytes, expected: str) -> None:
@@ -171,3 +174,65 @@ def test_empty_text_file_has_no_text(settings: Settings) -> None:
 
     assert error.value.code == "no_text"
     assert error.value.message == "plain text has no text to ingest (the file is empty)"
+
+
+ARTICLE = HtmlPage(
+    title="Office hours",
+    body="<h1>Office hours</h1><p>" + "The front desk is staffed from eight until six on weekdays. " * 4 + "</p>",
+)
+
+
+@pytest.mark.parametrize(("declared", "filename"), [("text/plain", "hours.txt"), (None, "hours.md"), (None, "hours.csv")])
+def test_html_saved_under_a_text_name_is_read_as_html(settings: Settings, declared: str | None, filename: str) -> None:
+    document = parse_document(content(ARTICLE.to_bytes(), declared, filename), settings)
+
+    assert document.content_format == "html"
+    assert document.title == "Office hours"
+    assert document.text.startswith("The front desk is staffed from eight until six on weekdays.")
+    assert "<" not in document.text
+    assert document.warnings == []
+
+
+def test_a_php_template_that_opens_with_html_stays_code() -> None:
+    assert detect_format(content(b"<!DOCTYPE html>\n<html><?php echo $title; ?></html>", None, "index.php")) == "code"
+
+
+def test_text_served_as_a_pdf_is_read_as_text_with_a_warning(settings: Settings) -> None:
+    # What a server sends for a dead link: its error page, still labelled as the PDF asked for.
+    login_page = HtmlPage(title="Sign in", body="<h1>Sign in</h1><p>" + "Please sign in to read this report. " * 5 + "</p>")
+    note = b"Quarterly numbers are on the shared drive.\n"
+
+    as_pdf = parse_document(content(login_page.to_bytes(), "application/pdf", uri="https://x.example/r.pdf"), settings)
+    as_docx = parse_document(content(note, None, "numbers.docx"), settings)
+
+    assert as_pdf.content_format == "html"
+    assert as_pdf.text.startswith("Please sign in to read this report.")
+    assert as_pdf.warnings == ["declared as PDF but the content is HTML; it was read as HTML"]
+    assert as_docx.content_format == "text"
+    assert as_docx.text == "Quarterly numbers are on the shared drive."
+    assert as_docx.warnings == ["declared as Word (DOCX) but the content is plain text; it was read as plain text"]
+
+
+def test_binary_junk_named_pdf_is_still_a_corrupt_pdf(settings: Settings) -> None:
+    with pytest.raises(ParseError) as error:
+        parse_document(content(bytes(range(256)) * 8, "application/pdf", "scan.pdf"), settings)
+
+    assert error.value.code == "corrupt_pdf"
+
+
+def test_rtf_is_unsupported_not_read_as_markup() -> None:
+    with pytest.raises(UnsupportedType) as error:
+        detect_format(content(b"{\\rtf1\\ansi{\\fonttbl}Hello}", None, "letter.rtf"))
+
+    assert error.value.message.startswith("unsupported file type: letter.rtf is an RTF document (save it as DOCX or PDF).")
+
+
+def test_an_empty_file_is_empty_whatever_it_is_called(settings: Settings) -> None:
+    with pytest.raises(ParseError) as pdf:
+        parse_document(content(b"", "application/pdf", "blank.pdf"), settings)
+    with pytest.raises(ParseError) as unnamed:
+        parse_document(content(b"  \n"), settings)
+
+    assert pdf.value.code == unnamed.value.code == "no_text"
+    assert pdf.value.message == "PDF has no text to ingest (the file is empty)"
+    assert unnamed.value.message == "plain text has no text to ingest (the file is empty)"

@@ -76,3 +76,19 @@ def test_page_without_text_is_refused() -> None:
 
     assert error.value.code == "no_text"
     assert error.value.message == "HTML page has no extractable text"
+
+
+def test_xhtml_language_and_og_url_are_read_from_the_head() -> None:
+    page = (
+        b'<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html>\n'
+        b'<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="de"><head><title>Anleitung</title>'
+        b'<meta property="og:url" content="https://docs.example.de/anleitung"/></head><body><article>'
+        b"<h1>Anleitung</h1><p>" + "Die Maschine wird jeden Montag gereinigt und gepr\u00fcft. ".encode() * 6
+        + b"</p></article></body></html>"
+    )
+
+    document = parse_html(page)
+
+    assert document.metadata == {"canonical_url": "https://docs.example.de/anleitung", "language": "de"}
+    assert document.title == "Anleitung"
+    assert document.text.startswith("Die Maschine wird jeden Montag gereinigt und gepr\u00fcft.")

@@ -80,3 +80,25 @@ def test_absurd_nesting_is_refused_not_a_crash(depth: int) -> None:
 
     assert error.value.code == "invalid_json"
     assert error.value.message == "JSON is nested more than 100 levels deep"
+
+
+def test_records_nested_under_objects_are_blocks_of_their_own() -> None:
+    # An API response: the records sit two levels down, under data.items.
+    data = (
+        b'{"meta": {"page": 1}, "data": {"kind": "users", "items": ['
+        b'{"name": "Ada", "roles": ["admin", "dev"]}, {"name": "Bo", "roles": []}]}}'
+    )
+
+    document = parse_json(data, filename="users.json")
+
+    assert [(s.heading_path, s.blocks) for s in document.sections] == [
+        (["meta"], ["meta.page: 1"]),
+        (
+            ["data"],
+            [
+                "data.kind: users",
+                "data.items[0].name: Ada\ndata.items[0].roles[0]: admin\ndata.items[0].roles[1]: dev",
+                "data.items[1].name: Bo\ndata.items[1].roles: []",
+            ],
+        ),
+    ]

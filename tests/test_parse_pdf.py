@@ -4,7 +4,15 @@ import pytest
 
 from gristmill.errors import ParseError
 from tasks.parse.pdf import parse_pdf
-from tests.builders import add_blank_pages, build_image_only_pdf, build_pdf, encrypt_pdf
+from tests.builders import (
+    Heading,
+    add_blank_pages,
+    add_flate_bomb,
+    build_image_only_pdf,
+    build_pdf,
+    encrypt_pdf,
+    merge_pdfs,
+)
 
 QUARTERS = [
     [
@@ -144,3 +152,90 @@ def test_huge_page_count_is_cut_at_max_pages_with_a_warning() -> None:
         "no text on pages 2-2000",
     ]
     assert document.text == "The only page with words."
+
+
+def test_scanned_pages_among_text_pages_are_named_in_a_warning() -> None:
+    data = merge_pdfs(
+        build_pdf([["Chapter one is typed text."]]),
+        build_image_only_pdf(page_count=2),
+        build_pdf([["Chapter two is typed text too."]]),
+    )
+
+    document = parse_pdf(data)
+
+    assert document.warnings == ["no text on pages 2-3"]
+    assert [(s.page_start, s.page_end, s.blocks) for s in document.sections] == [
+        (1, 1, ["Chapter one is typed text."]),
+        (4, 4, ["Chapter two is typed text too."]),
+    ]
+
+
+def test_a_decompression_bomb_page_is_skipped_with_pypdfs_reason() -> None:
+    data = add_flate_bomb(build_pdf([["Safe first page."], ["To be replaced."], ["Safe third page."]]), page_number=2)
+
+    document = parse_pdf(data)
+
+    assert document.text == "Safe first page.\n\nSafe third page."
+    assert len(document.warnings) == 1
+    assert document.warnings[0].startswith("pages that could not be read: 2 (Limit reached while decompressing.")
+
+
+def test_two_columns_read_column_by_column() -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.set_xy(10, 20)
+    pdf.multi_cell(90, 5, "Apples grow in orchards on the hills above the town and ripen in the autumn sun.")
+    pdf.set_xy(110, 20)
+    pdf.multi_cell(90, 5, "Boats come into the harbour at dawn and unload their catch on the quay.")
+
+    document = parse_pdf(bytes(pdf.output()))
+
+    assert document.sections[0].blocks == [
+        "Apples grow in orchards on the hills above the town and ripen in the autumn sun.",
+        "Boats come into the harbour at dawn and unload their catch on the quay.",
+    ]
+
+
+def test_larger_type_headings_make_the_heading_path_within_and_across_pages() -> None:
+    data = build_pdf(
+        [
+            [
+                Heading("Crane manual", level=0),
+                Heading("Safety", level=1),
+                "Wear a helmet at all times on the quay.",
+                Heading("Exclusion zone", level=2),
+                "Keep ten metres clear of the load.",
+            ],
+            ["Never walk under a suspended container.", Heading("Maintenance", level=1), "Grease the slewing ring weekly."],
+        ]
+    )
+
+    document = parse_pdf(data)
+
+    assert document.title == "Crane manual"
+    # The title, with no text of its own, opens the first chapter's section instead of one of its own.
+    assert [(s.heading_path, s.page_start, s.page_end, s.blocks) for s in document.sections] == [
+        (["Crane manual", "Safety"], 1, 1, ["Crane manual", "Safety", "Wear a helmet at all times on the quay."]),
+        (
+            ["Crane manual", "Safety", "Exclusion zone"],
+            1,
+            1,
+            ["Exclusion zone", "Keep ten metres clear of the load."],
+        ),
+        (["Crane manual", "Safety", "Exclusion zone"], 2, 2, ["Never walk under a suspended container."]),
+        (["Crane manual", "Maintenance"], 2, 2, ["Maintenance", "Grease the slewing ring weekly."]),
+    ]
+
+
+def test_big_type_everywhere_is_not_read_as_headings() -> None:
+    # Slides: short lines in large type, one paragraph of small print that holds most characters.
+    small_print = "All figures are unaudited and may be restated in the annual report next spring. " * 4
+    slide = [Heading("Revenue up", level=1), Heading("Churn down", level=1), Heading("Hiring on plan", level=1), small_print]
+
+    document = parse_pdf(build_pdf([slide, slide]))
+
+    assert {tuple(s.heading_path) for s in document.sections} == {()}
+    assert [s.page_start for s in document.sections] == [1, 2]

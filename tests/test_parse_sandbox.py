@@ -158,6 +158,19 @@ def test_risky_formats_run_in_the_child_and_plain_text_in_process(tmp_path: Path
     assert error.value.code in {"parse_memory", "parser_crashed"}
 
 
+def test_large_text_files_run_in_the_child_too(tmp_path: Path) -> None:
+    # Past 256 KB a note is no longer cheap to parse: it gets the same limits as the risky formats.
+    # No child answers within 1 ms, so only a parse in this process can succeed here.
+    settings = Settings(home=tmp_path, parse_timeout_seconds=0.001)
+    small = FetchedContent(data=b"# Log\n\n" + b"All quiet.\n" * 20_000, content_type="text/markdown", uri=None)
+    large = FetchedContent(data=b"# Log\n\n" + b"All quiet.\n" * 30_000, content_type="text/markdown", uri=None)
+
+    assert parse_isolated(small, settings).sections[0].heading_path == ["Log"]
+    with pytest.raises(ParseError) as error:
+        parse_isolated(large, settings)
+    assert error.value.code == "parse_timeout"
+
+
 def test_parse_isolated_applies_the_time_limit(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, parse_timeout_seconds=0.001)
     source = FetchedContent(data=build_pdf([["Slow enough."]]), content_type="application/pdf", uri=None)

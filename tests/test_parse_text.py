@@ -136,3 +136,25 @@ def test_crlf_line_endings_are_normalised() -> None:
     document = parse_markdown(b"# Title\r\n\r\nLine one\r\nline two\r\n")
 
     assert document.sections[0].blocks == ["Line one\nline two"]
+
+
+def test_toml_front_matter_becomes_metadata() -> None:
+    data = b'+++\ntitle = "Deploying"\ndate = 2024-05-01\ntags = ["ops", "release"]\n+++\n# Steps\n\nTag, then push.\n'
+
+    document = parse_markdown(data)
+
+    assert document.title == "Deploying"
+    assert document.metadata == {
+        "encoding": "utf-8",
+        "title": "Deploying",
+        "date": "2024-05-01",
+        "tags": ["ops", "release"],
+    }
+    assert [(s.heading_path, s.blocks) for s in document.sections] == [(["Steps"], ["Tag, then push."])]
+
+
+def test_utf16_without_a_byte_order_mark_is_text_not_binary() -> None:
+    text = "Grüße aus Köln: the meeting moved to Thursday."
+
+    assert parse_text(text.encode("utf-16-le")).text == text
+    assert parse_text(text.encode("utf-16-be")).metadata == {"encoding": "utf-16-be"}

@@ -1,4 +1,4 @@
-"""Source code: one block per top-level definition, found with per-language line heuristics.
+"""Source code: one section per top-level definition, found with per-language line heuristics.
 
 No real parser per language: a definition starts at column 0 with a keyword (or, for C-like code, a
 signature line), its decorators/attributes and the comment lines just above it travel with it, and it
@@ -36,12 +36,12 @@ LANGUAGES_BY_MIME: dict[str, str] = {
     "text/x-python": "python", "text/x-script.python": "python", "application/x-python": "python",
     "text/javascript": "javascript", "application/javascript": "javascript",
     "application/x-javascript": "javascript",
-    "text/typescript": "typescript", "application/typescript": "typescript",
+    "text/typescript": "typescript", "application/typescript": "typescript", "text/x-typescript": "typescript",
     "text/x-go": "go",
     "text/x-rust": "rust", "text/rust": "rust",
     "text/x-java": "java", "text/x-java-source": "java",
     "text/x-c": "c", "text/x-csrc": "c", "text/x-chdr": "c",
-    "text/x-c++src": "cpp", "text/x-c++hdr": "cpp",
+    "text/x-c++src": "cpp", "text/x-c++hdr": "cpp", "text/x-c++": "cpp",
     "text/x-csharp": "csharp",
     "text/x-ruby": "ruby", "application/x-ruby": "ruby",
     "text/x-php": "php", "application/x-php": "php", "application/x-httpd-php": "php",
@@ -122,10 +122,9 @@ def parse_code(data: bytes, *, filename: str | None = None, language: str | None
             end -= 1
         if end == unit.start:
             continue
-        body = "\n".join(lines[unit.start : end])
         sections.append(
             Section(
-                blocks=[body],
+                blocks=_paragraphs(lines[unit.start : end]),
                 heading_path=[unit.name] if unit.name else [],
                 metadata={"language": language, "line_start": unit.start + 1, "line_end": end},
             )
@@ -137,6 +136,22 @@ def parse_code(data: bytes, *, filename: str | None = None, language: str | None
         title=title,
         metadata={"language": language, "line_count": len(text.splitlines()), "encoding": encoding},
     )
+
+
+def _paragraphs(lines: list[str]) -> list[str]:
+    """A definition's lines as blocks split at blank lines: a definition that fits a chunk is packed
+    back whole, and one that does not is cut between methods or statement groups, not mid-line."""
+    blocks: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if line.strip():
+            current.append(line)
+        elif current:
+            blocks.append("\n".join(current))
+            current = []
+    if current:
+        blocks.append("\n".join(current))
+    return blocks
 
 
 def language_for(filename: str | None) -> str | None:

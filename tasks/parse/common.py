@@ -25,6 +25,15 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _LETTER = re.compile(r"[^\W\d_]")
 _SAMPLE_CHARS = 200_000
 MAX_TITLE_CHARS = 200
+# Compound File Binary: Office 97-2003 files, and the wrapper Office puts around an encrypted
+# DOCX/XLSX/PPTX, whose directory then names an "EncryptedPackage" stream (UTF-16LE, as CFB spells names).
+OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+
+
+def is_encrypted_office_file(data: bytes) -> bool:
+    """True for a password-protected Office 2007+ file (a CFB container holding an EncryptedPackage)."""
+    return data.startswith(OLE_SIGNATURE) and _ENCRYPTED_PACKAGE in data
 
 
 def decode_text(data: bytes, *, what: str = "file") -> tuple[str, str]:
@@ -36,6 +45,9 @@ def decode_text(data: bytes, *, what: str = "file") -> tuple[str, str]:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return _checked(data.decode(encoding, errors="replace"), encoding, what), encoding
+    utf16 = utf16_without_bom(data[:4096])
+    if utf16:
+        return _checked(data.decode(utf16, errors="replace"), utf16, what), utf16
     if b"\x00" in data:
         raise ParseError(f"{what} contains NUL bytes: it looks binary, not text", code="not_text")
     try:
@@ -56,6 +68,19 @@ def decode_text(data: bytes, *, what: str = "file") -> tuple[str, str]:
     if best is None or best.encoding is None:
         raise ParseError(f"{what} is not text in any encoding recognised (binary?)", code="not_text")
     return _checked(data.decode(best.encoding, errors="replace"), best.encoding, what), best.encoding
+
+
+def utf16_without_bom(head: bytes) -> str | None:
+    """"utf-16-le" or "utf-16-be" for UTF-16 text written without a byte-order mark, judged on its
+    opening bytes: mostly-Latin UTF-16 has a zero in every other byte and almost none in the others."""
+    if len(head) < 8:
+        return None
+    head = head[: len(head) // 2 * 2]
+    even, odd = head[0::2], head[1::2]
+    for zeros, letters, encoding in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if zeros.count(0) >= 0.9 * len(zeros) and letters.count(0) <= 0.05 * len(letters):
+            return encoding
+    return None
 
 
 def _plausibly_western(text: str) -> bool:

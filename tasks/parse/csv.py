@@ -5,7 +5,9 @@ text (all_varchar) so a row reads as the file wrote it: "3.50" stays "3.50", "02
 """
 
 import os
+import re
 import tempfile
+
 import duckdb
 
 from gristmill.documents import Document, Section
@@ -14,6 +16,8 @@ from tasks.parse.common import decode_text, pick_title, source_name, title_from_
 
 DEFAULT_MEMORY_LIMIT_BYTES = 256 * 1024 * 1024
 _FETCH_ROWS = 2048
+# Excel writes a first line "sep=;" to name the delimiter; it is not part of the table.
+_EXCEL_SEPARATOR = re.compile(rb"\A(?:\xef\xbb\xbf)?sep=(.)[ \t]*\r?\n")
 
 
 def parse_csv(
@@ -23,13 +27,18 @@ def parse_csv(
     if not data.strip():
         raise ParseError("CSV file is empty", code="invalid_csv")
     data, encoding = _as_utf8(data)
+    options = _READ_OPTIONS
+    hint = _EXCEL_SEPARATOR.match(data)
+    if hint:
+        data = data[hint.end() :]
+        options += ", delim = " + _sql_string(hint.group(1).decode("utf-8", errors="replace"))
     name = source_name(filename, None)
     title = pick_title(title_from_filename(name)) or "CSV"
     with tempfile.TemporaryDirectory(prefix="gristmill-csv-") as folder:
         path = os.path.join(folder, "data.csv")
         with open(path, "wb") as handle:
             handle.write(data)
-        columns, column_types, sections = _read_rows(path, folder, title, memory_limit_bytes)
+        columns, column_types, sections = _read_rows(path, folder, title, memory_limit_bytes, options)
     if not sections:
         raise ParseError("CSV has a header but no data rows", code="invalid_csv", details={"columns": columns})
     return Document(
@@ -55,8 +64,14 @@ def _as_utf8(data: bytes) -> tuple[bytes, str]:
         return text.encode("utf-8"), encoding
 
 
+# Spreadsheet exports often drop trailing empty cells, and hand-edited files gain a stray field:
+# without null_padding the sniffer gives up on such a file and reads each line as one column.
+# (null_padding needs the serial reader to cope with quoted newlines; parsing uses one thread anyway.)
+_READ_OPTIONS = "auto_detect = true, null_padding = true, parallel = false"
+
+
 def _read_rows(
-    path: str, folder: str, title: str, memory_limit_bytes: int
+    path: str, folder: str, title: str, memory_limit_bytes: int, options: str
 ) -> tuple[list[str], dict[str, str], list[Section]]:
     config = {
         "threads": 1,  # parsing runs in a small sandbox; one file is not worth a thread pool
@@ -65,9 +80,9 @@ def _read_rows(
     }
     try:
         with duckdb.connect(":memory:", config=config) as con:
-            typed = con.execute("DESCRIBE SELECT * FROM read_csv(?, auto_detect = true)", [path]).fetchall()
+            typed = con.execute(f"DESCRIBE SELECT * FROM read_csv(?, {options})", [path]).fetchall()
             column_types = {str(row[0]): str(row[1]) for row in typed}
-            as_text = "read_csv(?, auto_detect = true, all_varchar = true)"
+            as_text = f"read_csv(?, {options}, all_varchar = true)"
             columns = [str(row[0]) for row in con.execute(f"DESCRIBE SELECT * FROM {as_text}", [path]).fetchall()]
             # DuckDB renders each row's `column: value` text itself: a Python loop over every cell
             # costs more than the whole read.
@@ -92,12 +107,16 @@ def _read_rows(
     return columns, column_types, sections
 
 
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _row_text_sql(columns: list[str]) -> str:
     """concat_ws skips NULLs, so empty and missing values drop out of the row's text."""
     parts = []
     for column in columns:
         ident = '"' + column.replace('"', '""') + '"'
-        label = "'" + (column + ": ").replace("'", "''") + "'"
+        label = _sql_string(column + ": ")
         parts.append(f"CASE WHEN trim({ident}) = '' THEN NULL ELSE {label} || {ident} END")
     return f"concat_ws(chr(10), {', '.join(parts)})"
 

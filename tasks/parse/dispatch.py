@@ -4,26 +4,26 @@ from gristmill.documents import Document, FetchedContent
 from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings
 from tasks.parse.common import first_line_title, pick_title, source_name, title_from_filename
-from tasks.parse.formats import JSON_LINES_MIMES, SUPPORTED_FORMATS, check_size, detect_format
+from tasks.parse.formats import JSON_LINES_MIMES, SUPPORTED_FORMATS, check_size, declared_format, detect_format
 from tasks.parse.sandbox import run_isolated
 
-# Pure-Python parsers with linear, bounded work on at most max_text_bytes: a child process would
-# add its fixed start cost to every small note for no safety gained.
+# Pure-Python parsers with linear work: on a small note a child process would add its fixed start
+# cost (~20 ms) for no safety gained. Larger files of these formats go to the child like the rest,
+# so every parse that can take real time or memory runs under the limits.
 IN_PROCESS_FORMATS = frozenset({"text", "markdown", "code"})
+IN_PROCESS_MAX_BYTES = 256 * 1024
 
 
 def parse_document(content: FetchedContent, settings: Settings) -> Document:
     """The source's Document, parsed in this process. Raises UnsupportedType, PayloadTooLarge, ParseError."""
-    fmt = detect_format(content)
-    check_size(fmt, len(content.data), settings)
+    fmt = _checked_format(content, settings)
     return parse_detected(fmt, content, settings)
 
 
 def parse_isolated(content: FetchedContent, settings: Settings) -> Document:
-    """parse_document, with the risky parsers (PDF, DOCX, HTML, CSV, JSON) in a limited child process."""
-    fmt = detect_format(content)
-    check_size(fmt, len(content.data), settings)
-    if fmt in IN_PROCESS_FORMATS:
+    """parse_document, in a child process under the time and memory limits, except small text notes."""
+    fmt = _checked_format(content, settings)
+    if fmt in IN_PROCESS_FORMATS and len(content.data) <= IN_PROCESS_MAX_BYTES:
         return parse_detected(fmt, content, settings)
     return run_isolated(
         parse_detected,
@@ -33,6 +33,16 @@ def parse_isolated(content: FetchedContent, settings: Settings) -> Document:
         timeout=settings.parse_timeout_seconds,
         memory_bytes=settings.parse_memory_bytes,
     )
+
+
+def _checked_format(content: FetchedContent, settings: Settings) -> str:
+    """The source's format once it is known to be supported, within its size limit and not empty."""
+    if not content.data or content.data.isspace():  # nothing to detect a format from
+        label = _label(declared_format(content) or "text")
+        raise ParseError(f"{label} has no text to ingest (the file is empty)", code="no_text")
+    fmt = detect_format(content)
+    check_size(fmt, len(content.data), settings)
+    return fmt
 
 
 def parse_detected(fmt: str, content: FetchedContent, settings: Settings) -> Document:
@@ -54,6 +64,12 @@ def parse_detected(fmt: str, content: FetchedContent, settings: Settings) -> Doc
     if not document.title:
         name = source_name(content.filename, content.uri)
         document.title = pick_title(title_from_filename(name), first_line_title(document.text))
+    declared = declared_format(content)
+    if declared in ("pdf", "docx") and fmt not in ("pdf", "docx"):
+        # Often an error or login page served in place of the document: stored, but flagged.
+        document.warnings.append(
+            f"declared as {_label(declared)} but the content is {_label(fmt)}; it was read as {_label(fmt)}"
+        )
     return document
 
 

@@ -1,9 +1,9 @@
 """Which format a source is in, and whether it is small enough to parse.
 
 Order of evidence: the bytes themselves when they are decisive (a PDF header, a ZIP holding
-word/document.xml, a PNG signature), then the declared MIME type, then the file extension, then a
-sniff of text versus binary. Declared types lie often (a PDF served as application/octet-stream or
-named .txt); magic bytes do not.
+word/document.xml, a PNG signature, a page opening with <!DOCTYPE html>), then the declared MIME type,
+then the file extension, then a sniff of text versus binary. Declared types lie often (a PDF served as
+application/octet-stream or named .txt, an error page served as application/pdf); magic bytes do not.
 """
 
 import io
@@ -16,7 +16,7 @@ from gristmill.documents import FetchedContent
 from gristmill.errors import PayloadTooLarge, UnsupportedType
 from gristmill.settings import MB, Settings
 from tasks.parse.code import LANGUAGES_BY_EXTENSION, LANGUAGES_BY_MIME
-from tasks.parse.common import extension, source_name
+from tasks.parse.common import OLE_SIGNATURE, extension, is_encrypted_office_file, source_name, utf16_without_bom
 
 DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 JSON_LINES_MIMES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq")
@@ -69,11 +69,12 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xfd7zXZ\x00", "an xz archive"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!\x1a\x07", "a RAR archive"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office file (.doc/.xls/.ppt)"),
     (b"\x7fELF", "an executable"),
     (b"SQLite format 3\x00", "an SQLite database"),
+    (b"{\\rtf", "an RTF document (save it as DOCX or PDF)"),  # text, but all markup
 )
 _SNIFF_JSON_MAX_BYTES = 8 * MB
+_SNIFF_LINES_BYTES = 64 * 1024
 _HTML_START = re.compile(rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.I | re.S)
 
 
@@ -81,8 +82,9 @@ def detect_format(content: FetchedContent) -> str:
     """One of pdf, docx, html, markdown, text, csv, json, code; UnsupportedType for anything else."""
     data = content.data
     head = data[:4096]
-    mime = (content.content_type or "").split(";", 1)[0].strip().lower()
+    mime = _mime(content)
     ext = extension(content.filename, content.uri)
+    declared = declared_format(content)
 
     pdf_at = data.find(b"%PDF-", 0, 1024)
     # Readers accept junk before the header, but a Markdown page about PDFs is not a PDF.
@@ -91,11 +93,24 @@ def detect_format(content: FetchedContent) -> str:
     if head.startswith(b"PK\x03\x04"):
         if _is_docx(data):
             return "docx"
-        if mime != DOCX_MIME and ext != ".docx":
+        if declared != "docx":
             raise _unsupported(content, "a ZIP archive that is not a Word document")
+    if head.startswith(OLE_SIGNATURE):
+        if is_encrypted_office_file(data):
+            if declared == "docx":
+                return "docx"  # the DOCX parser names the problem: a password
+            raise _unsupported(content, "a password-protected Office document")
+        raise _unsupported(content, "a legacy Office file (.doc/.xls/.ppt)")
     for signature, what in _BINARY_SIGNATURES:
         if head.startswith(signature):
             raise _unsupported(content, what)
+
+    # A page that opens as HTML is HTML whatever it is called, except where HTML legitimately
+    # starts a file of another kind (a PHP or JSX template is code).
+    if _HTML_START.match(head) and declared in (None, "text", "markdown", "csv", "json", "pdf", "docx"):
+        return "html"
+    if declared in ("pdf", "docx") and _looks_like_text(head):
+        return _sniff_text(data)  # no PDF or ZIP signature: the name or type is wrong, the text is not
 
     if mime not in _GENERIC_MIMES:
         if mime in _BY_MIME:
@@ -108,12 +123,31 @@ def detect_format(content: FetchedContent) -> str:
     if ext in _BY_EXTENSION:
         return _BY_EXTENSION[ext]
     if mime.startswith("text/") or _looks_like_text(head):
-        if _HTML_START.match(head):
-            return "html"
-        if _looks_like_json(data):
-            return "json"
-        return "text"
+        return _sniff_text(data)
     raise _unsupported(content, "binary data of an unknown type")
+
+
+def declared_format(content: FetchedContent) -> str | None:
+    """The format the source's declared type, else its file name, claims; None when neither says."""
+    mime = _mime(content)
+    if mime not in _GENERIC_MIMES:
+        if mime in _BY_MIME:
+            return _BY_MIME[mime]
+        if mime.endswith("+json"):
+            return "json"
+    return _BY_EXTENSION.get(extension(content.filename, content.uri))
+
+
+def _mime(content: FetchedContent) -> str:
+    return (content.content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _sniff_text(data: bytes) -> str:
+    if _HTML_START.match(data[:4096]):
+        return "html"
+    if _looks_like_json(data) or _looks_like_json_lines(data):
+        return "json"
+    return "text"
 
 
 def _is_docx(data: bytes) -> bool:
@@ -137,8 +171,27 @@ def _looks_like_json(data: bytes) -> bool:
         return False
 
 
+def _looks_like_json_lines(data: bytes) -> bool:
+    """Several JSON objects or arrays, one per line (judged on the first five lines)."""
+    window = data[:_SNIFF_LINES_BYTES]
+    lines = window.split(b"\n")
+    if len(data) > len(window):
+        lines = lines[:-1]  # the window may end inside a line
+    records = [line.strip() for line in lines if line.strip()][:5]
+    if len(records) < 2:
+        return False
+    for record in records:
+        if record[:1] not in (b"{", b"[") or record[-1:] not in (b"}", b"]"):
+            return False
+        try:
+            json.loads(record)
+        except (ValueError, RecursionError):
+            return False
+    return True
+
+
 def _looks_like_text(head: bytes) -> bool:
-    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")) or utf16_without_bom(head):
         return True
     if b"\x00" in head:
         return False

@@ -70,9 +70,11 @@ def _head_metadata(tree: HtmlElement, url: str | None) -> dict[str, Any]:
     )
     if canonical and str(canonical[0]).strip():
         found["canonical_url"] = urljoin(url or "", str(canonical[0]).strip())
+    root = tree.getroottree().getroot()
+    # The HTML parser keeps XHTML's xml:lang as a plain attribute of that name, which XPath's
+    # @xml:lang (a namespaced attribute) does not find.
     language = (
-        tree.xpath("/html/@lang")
-        or tree.xpath("/html/@xml:lang")
+        [value for value in (root.get("lang"), root.get("xml:lang")) if value and value.strip()]
         or tree.xpath(f'//meta[translate(@http-equiv, "{_UPPER}", "{_LOWER}")="content-language"]/@content')
         or tree.xpath('//meta[@property="og:locale"]/@content')
     )

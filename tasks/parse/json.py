@@ -98,13 +98,36 @@ def _document_for_value(value: Any) -> Document:
 
 
 def _key_blocks(key: str, child: dict[str, Any] | list[Any]) -> list[str]:
-    """One block per direct child of a top-level key, so a long array splits between its items."""
-    items = child.items() if isinstance(child, dict) else enumerate(child)
-    blocks = []
-    for sub, grandchild in items:
-        path = f"{key}[{sub}]" if isinstance(child, list) else f"{key}.{sub}"
-        blocks.append("\n".join(flatten(grandchild, path, depth=1)))
+    """Blocks of a top-level key's value: one per record, so a chunk boundary never falls inside one.
+
+    The elements of an array are its records. An object is opened down to its arrays, so the
+    records of `{"data": {"items": [...]}}` are the items, not the whole of "data"; an object's
+    plain values between its containers travel together as one block.
+    """
+    blocks: list[str] = []
+    _collect_blocks(child, key, 1, blocks)
     return blocks
+
+
+def _collect_blocks(value: dict[str, Any] | list[Any], path: str, depth: int, blocks: list[str]) -> None:
+    if depth > MAX_DEPTH:
+        raise _too_deep()
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            blocks.append("\n".join(flatten(item, f"{path}[{index}]", depth=depth + 1)))
+        return
+    plain: list[str] = []
+    for key, child in value.items():
+        child_path = f"{path}.{key}"
+        if isinstance(child, (dict, list)) and child:
+            if plain:
+                blocks.append("\n".join(plain))
+                plain = []
+            _collect_blocks(child, child_path, depth + 1, blocks)
+        else:
+            plain += flatten(child, child_path, depth=depth + 1)
+    if plain:
+        blocks.append("\n".join(plain))
 
 
 def _document_for_lines(records: list[tuple[int, Any]]) -> Document:

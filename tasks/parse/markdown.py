@@ -12,6 +12,7 @@ from gristmill.documents import Document, Section
 from tasks.parse.common import decode_text, first_line_title, json_safe, pick_title, source_name, title_from_filename
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+_TOML_FRONT_MATTER = re.compile(r"\A\+\+\+[ \t]*\n(.*?\n)?\+\+\+[ \t]*(?:\n|\Z)", re.S)  # Hugo, Zola
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 _ATX_CLOSING = re.compile(r"(?:^|[ \t])#+[ \t]*$")  # "## Title ##": the closing hashes are not text
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
@@ -46,7 +47,17 @@ def _parse(data: bytes, *, filename: str | None, content_format: str) -> Documen
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """(metadata, rest) for a text opening with a `---` ... `---` block; ({}, text) otherwise."""
+    """(metadata, rest) for a text opening with a `---` ... `---` (YAML) or `+++` ... `+++` (TOML)
+    block; ({}, text) otherwise."""
+    toml_match = _TOML_FRONT_MATTER.match(text)
+    if toml_match:
+        import tomllib
+
+        try:
+            loaded = tomllib.loads(toml_match.group(1) or "")
+        except tomllib.TOMLDecodeError:
+            return {}, text
+        return {str(k): json_safe(v) for k, v in loaded.items()}, text[toml_match.end() :]
     match = _FRONT_MATTER.match(text)
     if not match:
         return {}, text

@@ -1,9 +1,13 @@
-"""PDF: one section per page, paragraphs found from line positions, running headers and footers dropped.
+"""PDF: sections per page, paragraphs found from line positions, running headers and footers dropped.
 
 pypdf's plain extraction follows the content stream (which keeps columns in reading order) but puts
 no blank line between paragraphs, so each line's baseline and font size are recorded through
 pypdf's text visitor and a paragraph break is a vertical gap clearly larger than the page's usual
 line spacing, a change of font size, or a bullet.
+
+Headings are short paragraphs set larger than the body text; they open a new section and make its
+heading path (a larger size ranks higher), so a chunk never runs from one topic into the next even
+when both are on a page or a topic runs across pages. The heading line stays in the text too.
 """
 
 import io
@@ -42,6 +46,11 @@ _HEADER_ZONE = 2  # lines at each end of a page where running headers and footer
 _HEADER_SHARE = 0.6  # a line on at least this share of pages is a running header or footer
 _HEADER_MIN_PAGES = 3
 _RUNNING_MAX_CHARS = 120  # headers and footers are short; a repeated paragraph is content
+_HEADING_MIN_STEP = 1.0  # points above the body size, and...
+_HEADING_MIN_RATIO = 1.1  # ...times the body size, for a paragraph to be set as a heading
+_HEADING_MAX_LINES = 3
+# When most paragraphs would be headings (slides, posters), big type is the body, not structure.
+_HEADING_MAX_SHARE = 0.5
 # What pypdf raises on malformed files besides its own errors (it indexes, unpacks and inflates
 # whatever the file claims). Not MemoryError: running out of memory is the sandbox's to report.
 _PYPDF_FAILURES = (
@@ -57,8 +66,15 @@ class _Line:
     size: float  # effective font size, 0 when unknown
 
 
+@dataclass
+class _Paragraph:
+    text: str
+    size: float  # its largest line's font size
+    line_count: int
+
+
 def parse_pdf(data: bytes, *, filename: str | None = None, max_pages: int = MAX_PAGES) -> Document:
-    """Text of a PDF as one section per page (1-based page numbers), paragraphs as blocks."""
+    """Text of a PDF as sections within a page (1-based page numbers) under its headings, paragraphs as blocks."""
     warnings: list[str] = []
     with _pypdf_warnings() as pypdf_log:
         reader = _open(data, pypdf_log)
@@ -85,15 +101,9 @@ def parse_pdf(data: bytes, *, filename: str | None = None, max_pages: int = MAX_
         metadata = _metadata(reader)
 
     _drop_running_lines(pages)
-    sections = []
-    empty_pages = []
-    for number, lines in enumerate(pages, start=1):
-        blocks = _paragraphs(lines)
-        if not blocks:
-            if number not in unreadable:
-                empty_pages.append(number)
-            continue
-        sections.append(Section(blocks=blocks, page_start=number, page_end=number))
+    paragraphs = [_paragraphs(lines) for lines in pages]
+    empty_pages = [n for n, page in enumerate(paragraphs, start=1) if not page and n not in unreadable]
+    sections = _sections(paragraphs, _heading_sizes(paragraphs, _body_size(pages)))
     if not sections:
         raise ParseError(
             "PDF has no extractable text (scanned?): it needs OCR before it can be ingested",
@@ -101,7 +111,8 @@ def parse_pdf(data: bytes, *, filename: str | None = None, max_pages: int = MAX_
             details={"page_count": page_count},
         )
     if unreadable:
-        warnings.append(f"pages that could not be read: {page_list(list(unreadable))}")
+        reason = next(iter(unreadable.values()))
+        warnings.append(f"pages that could not be read: {page_list(list(unreadable))} ({reason})")
     if empty_pages:
         warnings.append(f"no text on pages {page_list(empty_pages)}")
 
@@ -245,7 +256,71 @@ def _zone(lines: list[_Line]) -> set[int]:
     return zone
 
 
-def _paragraphs(lines: list[_Line]) -> list[str]:
+def _sections(pages: list[list[_Paragraph]], heading_sizes: set[float]) -> list[Section]:
+    """Sections of at most one page each; a heading starts a new one under the enclosing headings.
+
+    A heading followed at once by a subheading (a title over a chapter's first heading) travels
+    with it into the subheading's section, rather than making a section of one line of its own.
+    """
+    sections: list[Section] = []
+    stack: list[tuple[float, str]] = []  # (size, text) of the open headings, largest first
+    for number, paragraphs in enumerate(pages, start=1):
+        current = Section(blocks=[], heading_path=[text for _, text in stack], page_start=number, page_end=number)
+        has_body = False
+        for paragraph in paragraphs:
+            if _is_heading(paragraph, heading_sizes):
+                carried = [] if has_body else current.blocks
+                if has_body:
+                    sections.append(current)
+                size = _rounded(paragraph.size)
+                while stack and stack[-1][0] <= size:
+                    stack.pop()
+                stack.append((size, paragraph.text))
+                current = Section(
+                    blocks=carried, heading_path=[text for _, text in stack], page_start=number, page_end=number
+                )
+                has_body = False
+            else:
+                has_body = True
+            current.blocks.append(paragraph.text)
+        if current.blocks:
+            sections.append(current)
+    return sections
+
+
+def _body_size(pages: list[list[_Line]]) -> float:
+    """The font size most of the text is set in (by characters, not lines)."""
+    chars: Counter[float] = Counter()
+    for lines in pages:
+        for line in lines:
+            chars[_rounded(line.size)] += len(line.text)
+    return chars.most_common(1)[0][0] if chars else 0.0
+
+
+def _heading_sizes(pages: list[list[_Paragraph]], body_size: float) -> set[float]:
+    if not body_size:
+        return set()
+    threshold = max(body_size + _HEADING_MIN_STEP, body_size * _HEADING_MIN_RATIO)
+    candidates = [_rounded(p.size) for paragraphs in pages for p in paragraphs if p.size >= threshold and _heading_shaped(p)]
+    total = sum(len(paragraphs) for paragraphs in pages)
+    if len(candidates) > _HEADING_MAX_SHARE * total:
+        return set()
+    return set(candidates)
+
+
+def _is_heading(paragraph: _Paragraph, heading_sizes: set[float]) -> bool:
+    return _rounded(paragraph.size) in heading_sizes and _heading_shaped(paragraph)
+
+
+def _heading_shaped(paragraph: _Paragraph) -> bool:
+    return paragraph.line_count <= _HEADING_MAX_LINES and _looks_like_heading(paragraph.text)
+
+
+def _rounded(size: float) -> float:
+    return round(size * 2) / 2
+
+
+def _paragraphs(lines: list[_Line]) -> list[_Paragraph]:
     if not lines:
         return []
     gaps = [
@@ -254,12 +329,16 @@ def _paragraphs(lines: list[_Line]) -> list[str]:
         if prev.y is not None and line.y is not None and 0 < prev.y - line.y < 3 * max(prev.size, 1.0)
     ]
     spacing = _line_spacing(gaps, statistics.median(line.size for line in lines))
-    paragraphs: list[list[str]] = [[lines[0].text]]
+    paragraphs: list[list[_Line]] = [[lines[0]]]
     for prev, line in zip(lines, lines[1:]):
         if _breaks(prev, line, spacing):
             paragraphs.append([])
-        paragraphs[-1].append(line.text)
-    return [_join(paragraph) for paragraph in paragraphs if paragraph]
+        paragraphs[-1].append(line)
+    return [
+        _Paragraph(_join([line.text for line in paragraph]), max(line.size for line in paragraph), len(paragraph))
+        for paragraph in paragraphs
+        if paragraph
+    ]
 
 
 def _line_spacing(gaps: list[float], body_size: float) -> float | None:
