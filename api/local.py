@@ -42,14 +42,14 @@ def collect_specs(
                 if file.suffix.lower() not in SUPPORTED_EXTENSIONS:
                     skipped.append(str(file))
                     continue
-                specs.append(SourceSpec(origin="file", uri=str(file.resolve()), title=file.name, metadata=metadata))
+                specs.append(SourceSpec(origin="file", uri=str(file.resolve()), metadata=metadata))
         else:
             # A missing or unsupported file is reported as a failed source with its reason.
             specs.append(
                 SourceSpec(
                     origin="file",
                     uri=str(path.resolve()),
-                    title=title or path.name,
+                    title=title,  # else the document's own title, else its file name
                     external_id=external_id,
                     metadata=metadata,
                 )

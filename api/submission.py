@@ -16,7 +16,7 @@ from gristmill.errors import GristmillError, PayloadTooLarge
 from gristmill.settings import Settings
 from storage import repository
 from storage.blobs import write_blob
-from storage.tables import IngestJob, Library, Source, SourceStatus, new_id
+from storage.tables import IngestJob, Library, Source, SourceStatus, file_name, new_id
 from tasks.parse import check_size, detect_format
 
 
@@ -108,7 +108,8 @@ def _accept(
             f"inline content is {len(spec.data):,} bytes; the limit is {settings.max_inline_bytes:,} bytes",
             code="content_too_large",
         )
-    fmt = detect_format(FetchedContent(data=spec.data, content_type=spec.content_type, uri=None, filename=spec.title))
+    filename = file_name(spec.origin, spec.uri, spec.title)
+    fmt = detect_format(FetchedContent(data=spec.data, content_type=spec.content_type, uri=None, filename=filename))
     check_size(fmt, len(spec.data), settings)
     source.content_format = fmt
     source.size_bytes = len(spec.data)

@@ -47,7 +47,7 @@ def process_source(source_id: str) -> SourceStatus:
             uri=source.uri,
             blob_path=source.blob_path,
             content_type=source.content_type,
-            filename=source.title,
+            filename=source.filename,
             settings=settings,
         )
         content_hash = hashlib.sha256(fetched.data).hexdigest()

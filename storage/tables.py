@@ -6,6 +6,7 @@ Schema changes go through an Alembic migration in `storage/migrations/versions/`
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
@@ -123,6 +124,17 @@ class Source(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     processed_at: datetime | None = None
+
+    @property
+    def filename(self) -> str | None:
+        """The name that hints at the format: a file's own name, else the title an inline source was given."""
+        return file_name(self.origin, self.uri, self.title)
+
+
+def file_name(origin: str, uri: str | None, title: str | None) -> str | None:
+    if origin == "file" and uri:
+        return PurePosixPath(uri).name
+    return title
 
 
 class IngestJob(SQLModel, table=True):

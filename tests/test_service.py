@@ -315,7 +315,7 @@ def test_cli_talks_to_the_running_service(service: Service, tmp_path: Path) -> N
     summary = json.loads(ingest.stdout)
     assert summary["status"] == "completed" and summary["counts"]["completed"] == 2
     results = json.loads(gristmill("search", "when should I water the tomatoes", "--library", "remote-notes", "--json").stdout)["results"]
-    assert results[0]["title"] == "garden.md" and "tomatoes" in results[0]["text"]
+    assert results[0]["uri"] == "garden.md" and "tomatoes" in results[0]["text"]
     libraries = json.loads(gristmill("libraries", "--json").stdout)["libraries"]
     assert {"name": "remote-notes", "sources": 2} == {k: v for k, v in next(l for l in libraries if l["name"] == "remote-notes").items() if k in ("name", "sources")}
     assert not (tmp_path / "unused-home").exists()

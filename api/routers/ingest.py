@@ -64,7 +64,7 @@ def upload_files(
                 origin="file",
                 data=data,
                 content_type=upload.content_type if upload.content_type != "application/octet-stream" else None,
-                title=title or upload.filename,
+                title=title,  # else the document's own title, else its file name
                 uri=upload.filename,
                 external_id=external_id,
                 metadata=extra,
