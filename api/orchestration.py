@@ -28,7 +28,9 @@ def trigger_ingest(settings: Settings, job: IngestJob) -> str:
     except Exception as error:  # Prefect unreachable or the deployment missing
         with session_scope(settings.resolved_database_url) as session:
             repository.fail_job(session, job.id, f"could not start the ingest flow: {error}")
-        raise ServiceUnavailable(f"could not start the ingest flow run: {error}", code="orchestrator_unavailable")
+        raise ServiceUnavailable(
+            f"could not start the ingest flow run: {error}", code="orchestrator_unavailable"
+        ) from error
     with session_scope(settings.resolved_database_url) as session:
         stored = session.get(IngestJob, job.id)
         stored.flow_run_id = str(flow_run.id)

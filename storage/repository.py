@@ -65,7 +65,7 @@ def create_library(
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise Conflict(f"a library named {name!r} already exists in this workspace", code="library_exists")
+        raise Conflict(f"a library named {name!r} already exists in this workspace", code="library_exists") from None
     return library
 
 
@@ -200,9 +200,7 @@ def delete_replaced_sources(session: Session, library_id: str, external_id: str,
 
 
 def start_job(session: Session, job_id: str, flow_run_id: str | None) -> IngestJob:
-    job = session.get(IngestJob, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} not found", code="job_not_found")
+    job = _job(session, job_id)
     job.status = JobStatus.processing
     if flow_run_id:
         job.flow_run_id = flow_run_id
@@ -214,9 +212,7 @@ def start_job(session: Session, job_id: str, flow_run_id: str | None) -> IngestJ
 
 def refresh_job_progress(session: Session, job_id: str) -> IngestJob:
     """Recount the job's sources; the job is final once every source is."""
-    job = session.get(IngestJob, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} not found", code="job_not_found")
+    job = _job(session, job_id)
     sources = job_sources(session, job)
     _count_final_sources(job, sources)
     job.chunk_count = sum(s.chunk_count or 0 for s in sources if s.status in (SourceStatus.completed, SourceStatus.partial))
@@ -235,9 +231,7 @@ def refresh_job_progress(session: Session, job_id: str) -> IngestJob:
 
 def fail_job(session: Session, job_id: str, message: str) -> IngestJob:
     """End a job whose flow run died: its unfinished sources fail with `message`."""
-    job = session.get(IngestJob, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} not found", code="job_not_found")
+    job = _job(session, job_id)
     for source in job_sources(session, job):
         # A source retried since belongs to its new job: this job's death is not its business.
         if source.job_id == job.id and not source.status.is_final:
@@ -254,6 +248,13 @@ def unfinished_jobs(session: Session) -> list[IngestJob]:
     return list(
         session.exec(select(IngestJob).where(or_(IngestJob.status == JobStatus.pending, IngestJob.status == JobStatus.processing)))
     )
+
+
+def _job(session: Session, job_id: str) -> IngestJob:
+    job = session.get(IngestJob, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found", code="job_not_found")
+    return job
 
 
 def _count_final_sources(job: IngestJob, sources: Sequence[Source]) -> None:
