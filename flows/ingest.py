@@ -81,6 +81,8 @@ def process_source(source_id: str) -> SourceStatus:
 )
 def ingest_job(job_id: str) -> dict[str, int | str]:
     """Ingest every source of job `job_id` and record the outcome on the job."""
+    if runtime.deployment.id:  # a process of its own, started by the runner (not the CLI's in-process run)
+        _name_process(flow_run_process_name(str(runtime.flow_run.id)))
     database_url = get_settings().resolved_database_url
     with session_scope(database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
@@ -96,3 +98,20 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
         "duplicate": job.duplicate_count,
         "chunks": job.chunk_count,
     }
+
+
+def flow_run_process_name(flow_run_id: str) -> str:
+    """The name a flow-run process shows in ps and top (/proc/<pid>/comm, at most 15 characters).
+
+    Runs forked from the runner's forkserver share its command line and environment, so the name is
+    how an operator (or a test) tells which process runs which flow run.
+    """
+    return "gm-" + flow_run_id.replace("-", "")[:12]
+
+
+def _name_process(name: str) -> None:
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(name)
+    except OSError:  # not Linux: the name is only a convenience
+        pass

@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     embeddings_host: str = Field("127.0.0.1", description="Address the embeddings server listens on.")
     embeddings_port: int = Field(8081, description="Port of the embeddings server started by `gristmill serve`.")
     prefect_port: int = Field(4200, description="Port of the Prefect server started by `gristmill serve`.")
-    runner_poll_seconds: float = Field(1.0, description="How often the flow runner polls for scheduled runs.")
+    runner_poll_seconds: float = Field(
+        0.25,
+        description="How often the flow runner asks Prefect for runs to start; a new job waits half of it on average.",
+    )
     runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
     sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flows.ingest import flow_run_process_name
 from tests.conftest import free_port, wait_for_http
 from tests.http_server import LoopbackServer
 
@@ -282,16 +283,20 @@ def _new_key(service: Service, workspace: str, scopes: str) -> str:
 
 
 def _kill_flow_run_process(flow_run_id: str) -> None:
-    """The runner starts each flow run as a child process whose environment names the run."""
-    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    """The flow run's process, found by the name the ingest flow gives it, forked from the runner's
+    forkserver (not started fresh: that would cost each job seconds of imports), is killed."""
+    name = flow_run_process_name(flow_run_id)
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            if Path(f"/proc/{pid}/comm").read_text().strip() != name:
+                continue
+            parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            parent_command = Path(f"/proc/{parent}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if marker in environ.split(b"\0"):
-            os.kill(int(pid), signal.SIGKILL)
-            return
+        assert b"multiprocessing.forkserver" in parent_command, parent_command
+        os.kill(int(pid), signal.SIGKILL)
+        return
     raise AssertionError(f"no process runs flow run {flow_run_id}")
 
 
