@@ -1,4 +1,5 @@
-"""Prefect from the API's side: trigger the ingest deployment, link to runs, reconcile dead runs."""
+"""Prefect from the API's side: trigger the ingest deployment (retrying later when Prefect is busy),
+link to runs, reconcile dead runs."""
 
 import logging
 import os
@@ -9,8 +10,8 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-from gristmill.errors import ServiceUnavailable
 from gristmill.settings import Settings
 from storage import repository
 from storage.db import session_scope
@@ -18,25 +19,86 @@ from storage.tables import IngestJob, JobStatus, utcnow
 
 INGEST_DEPLOYMENT = "ingest/ingest"
 FINAL_RUN_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+WAITING_FOR_PREFECT = "waiting for Prefect to accept the flow run: "
+TRIGGER_RETRY_SECONDS = 2.0
 log = logging.getLogger("gristmill.orchestration")
+_retry_soon = threading.Event()  # set when a start was deferred: the reconciler retries soon
+_start_lock = threading.Lock()
 
 
-def trigger_ingest(settings: Settings, job: IngestJob) -> str:
-    """Start the job's flow run and record its id; the runner picks it up within its poll interval."""
+def trigger_ingest(settings: Settings, job: IngestJob) -> str | None:
+    """Start the job's flow run and record its id; the runner picks it up within its poll interval.
+
+    The job and its sources are stored before this is called, so when Prefect cannot take the run
+    now (unreachable, or its SQLite database busy under load: 503 after the client's retries) the
+    job is not failed: it stays pending, the reason in its `error`, and the reconciler starts it
+    later (`start_waiting_jobs`), or fails it as never started after `never_started_after`. Under
+    20 concurrent clients on 2 cores Prefect's SQLite answered some create_flow_run calls 503 for
+    a minute, and failing those jobs lost 2-5 of 100 (bench/bench_latency.py). Returns the flow run
+    id, or None when the start was deferred.
+    """
     try:
-        flow_run = run_deployment(name=INGEST_DEPLOYMENT, parameters={"job_id": job.id}, timeout=0)
-    except Exception as error:  # Prefect unreachable or the deployment missing
-        with session_scope(settings.resolved_database_url) as session:
-            repository.fail_job(session, job.id, f"could not start the ingest flow: {error}")
-        raise ServiceUnavailable(
-            f"could not start the ingest flow run: {error}", code="orchestrator_unavailable"
-        ) from error
+        flow_run_id = start_flow_run(job.id)
+    except Exception as error:  # noqa: BLE001 - Prefect unreachable, overloaded, or the deployment missing
+        log.warning("could not start the flow run of job %s yet; the reconciler will retry: %s", job.id, error)
+        _record_trigger(settings, job.id, error=f"{WAITING_FOR_PREFECT}{error}"[:1000])
+        _retry_soon.set()
+        return None
+    _record_trigger(settings, job.id, flow_run_id=flow_run_id)
+    return flow_run_id
+
+
+def start_flow_run(job_id: str) -> str:
+    """A flow run of the ingest deployment for `job_id`. The job id is the idempotency key, so
+    starting it again after an answer that got lost returns the same run instead of a second one.
+
+    One start at a time per process: concurrent creates mostly conflict with each other in
+    Prefect's SQLite (a write after a read in one transaction fails at once when another write got
+    in between), and each takes only tens of milliseconds. Two quick retries (~6 s at most) rather
+    than Prefect's five (~60 s): the reconciler is the patient one, so a request does not hang.
+    """
+    with _start_lock, temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 2}):
+        flow_run = run_deployment(
+            name=INGEST_DEPLOYMENT, parameters={"job_id": job_id}, timeout=0, idempotency_key=f"ingest-{job_id}"
+        )
+    return str(flow_run.id)
+
+
+def _record_trigger(settings: Settings, job_id: str, *, flow_run_id: str | None = None, error: str | None = None) -> None:
     with session_scope(settings.resolved_database_url) as session:
-        stored = session.get(IngestJob, job.id)
-        stored.flow_run_id = str(flow_run.id)
+        stored = session.get(IngestJob, job_id)
+        if stored is None:
+            return
+        if flow_run_id:
+            stored.flow_run_id = flow_run_id
+            if (stored.error or "").startswith(WAITING_FOR_PREFECT):
+                stored.error = None  # only our own note: a finished run's error stays
+        elif error and not stored.flow_run_id:
+            stored.error = error
         session.add(stored)
         session.commit()
-    return str(flow_run.id)
+
+
+def start_waiting_jobs(settings: Settings) -> tuple[list[str], int]:
+    """Start the flow runs of jobs whose start was deferred; returns (started job ids, jobs still waiting)."""
+    with session_scope(settings.resolved_database_url) as session:
+        waiting = [
+            job.id
+            for job in repository.unfinished_jobs(session)
+            if job.status == JobStatus.pending
+            and not job.flow_run_id
+            and (job.error or "").startswith(WAITING_FOR_PREFECT)
+        ]
+    started: list[str] = []
+    for job_id in waiting:
+        try:
+            flow_run_id = start_flow_run(job_id)
+        except Exception as error:  # noqa: BLE001 - still unavailable: the rest wait for the next round too
+            _record_trigger(settings, job_id, error=f"{WAITING_FOR_PREFECT}{error}"[:1000])
+            break
+        _record_trigger(settings, job_id, flow_run_id=flow_run_id)
+        started.append(job_id)
+    return started, len(waiting) - len(started)
 
 
 def prefect_ui_url() -> str | None:
@@ -92,7 +154,8 @@ def _aware(moment):
 
 
 class Reconciler:
-    """Runs `reconcile_jobs` at start-up and then every `interval` seconds, in a daemon thread."""
+    """Runs `reconcile_jobs` and `start_waiting_jobs` at start-up and then every `interval` seconds,
+    in a daemon thread; every `TRIGGER_RETRY_SECONDS` while deferred jobs wait."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -104,15 +167,23 @@ class Reconciler:
 
     def stop(self) -> None:
         self._stop.set()
+        _retry_soon.set()
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         while True:
+            waiting = 0
             try:
                 failed = reconcile_jobs(self.settings)
                 if failed:
                     log.warning("reconciled %d job(s) whose flow runs died: %s", len(failed), ", ".join(failed))
+                started, waiting = start_waiting_jobs(self.settings)
+                if started:
+                    log.info("started the deferred flow runs of %d job(s)", len(started))
             except Exception:  # Prefect briefly unreachable: try again next round
                 log.exception("job reconciliation failed")
-            if self._stop.wait(self.settings.reconcile_interval_seconds):
+            # A start deferred meanwhile wakes the loop early; it then gives Prefect a moment.
+            woken = _retry_soon.wait(TRIGGER_RETRY_SECONDS if waiting else self.settings.reconcile_interval_seconds)
+            _retry_soon.clear()
+            if self._stop.is_set() or (woken and self._stop.wait(TRIGGER_RETRY_SECONDS)):
                 return

@@ -1,0 +1,64 @@
+"""Starting ingest flow runs from the API's side, against a real Prefect server (no runner needed)."""
+
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from api.orchestration import WAITING_FOR_PREFECT, start_flow_run, start_waiting_jobs, trigger_ingest
+from api.submission import SourceSpec, submit
+from gristmill.settings import get_settings
+from storage import repository
+from storage.db import session_scope
+from storage.tables import IngestJob, JobStatus
+from tests.conftest import free_port
+
+
+@pytest.fixture
+def ingest_deployment(prefect_server: str) -> str:
+    """The ingest deployment registered with Prefect, as the runner registers it; no runner serves it."""
+    from flows.ingest import ingest_job
+
+    return str(ingest_job.to_deployment(name="ingest").apply())
+
+
+def queued_job(note: str) -> IngestJob:
+    settings = get_settings()
+    with session_scope(settings.resolved_database_url) as session:
+        workspace = repository.ensure_workspace(session)
+        library = repository.find_library_by_name(session, workspace.id, "orchestration") or repository.create_library(
+            session, workspace.id, name="orchestration", embedding_model="all-MiniLM-L6-v2", embedding_dim=384,
+            chunk_max_tokens=256, chunk_overlap_tokens=32,
+        )
+        spec = SourceSpec(origin="inline", data=note.encode(), content_type="text/plain", inline=True)
+        return submit(session, settings, library, [spec]).job
+
+
+def stored_job(job_id: str) -> IngestJob:
+    with session_scope(get_settings().resolved_database_url) as session:
+        return session.get(IngestJob, job_id)
+
+
+def test_a_start_prefect_refuses_waits_and_is_made_once_prefect_answers(
+    gristmill_home: Path, ingest_deployment: str
+) -> None:
+    job = queued_job("The mill wheel turns when the sluice opens.")
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        assert trigger_ingest(get_settings(), job) is None
+    waiting = stored_job(job.id)
+    assert waiting.status == JobStatus.pending and waiting.flow_run_id is None
+    assert waiting.error.startswith(WAITING_FOR_PREFECT)
+
+    assert start_waiting_jobs(get_settings()) == ([job.id], 0)
+    started = stored_job(job.id)
+    assert started.status == JobStatus.pending and started.error is None
+    # The job id is the run's idempotency key: starting it again (an answer lost on the way) makes no second run.
+    assert start_flow_run(job.id) == started.flow_run_id
+    assert start_waiting_jobs(get_settings()) == ([], 0)
+
+
+def test_a_job_started_at_once_records_its_flow_run(gristmill_home: Path, ingest_deployment: str) -> None:
+    job = queued_job("Grain is ground between two stones.")
+    flow_run_id = trigger_ingest(get_settings(), job)
+    assert flow_run_id is not None
+    assert stored_job(job.id).flow_run_id == flow_run_id and stored_job(job.id).error is None
