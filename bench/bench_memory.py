@@ -1,7 +1,7 @@
 """Peak memory of every process of the running service while it ingests a big PDF and a big CSV.
 
-    .venv/bin/python -m bench.bench_memory                          # 5 MB PDF, 1 MB CSV, ~4 min
-    .venv/bin/python -m bench.bench_memory --pdf-mb 20 --csv-mb 10  # the issue's sizes, ~40 min (embedding ~10k CSV chunks)
+    .venv/bin/python -m bench.bench_memory                          # 5 MB PDF, 0.5 MB CSV, ~4 min
+    .venv/bin/python -m bench.bench_memory --pdf-mb 20 --csv-mb 10  # the issue's sizes, ~35 min (~23k CSV chunks to embed)
 
 Writes a seeded PDF (`--pdf-text-pages` pages of prose from bench/corpus.py, each with a noise
 photo, padded with photos to `--pdf-mb`: a large report is large for its pictures) and a seeded CSV
@@ -24,8 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.corpus import _TOPICS, _FIXED_TIME, _Writer
-from bench.service import MemorySampler, create_library, current_rss_mb, record, running_service, wait_for_jobs
+from bench.corpus import _FIXED_TIME, _TOPICS, _Writer
+from bench.service import (
+    MemorySampler,
+    create_library,
+    current_rss_mb,
+    record,
+    running_service,
+    wait_for_jobs,
+)
 
 MB = 1_000_000  # sizes in decimal MB keep the files under the service's 20 MiB / 10 MiB limits
 
@@ -46,30 +53,38 @@ def write_pdf(path: Path, *, size_mb: float, text_pages: int, seed: int = 5) -> 
         out.seek(0)
         return out
 
-    pdf = FPDF(format="A4")
-    pdf.set_creation_date(_FIXED_TIME)
-    pdf.set_title("Annual site report")
-    pdf.set_auto_page_break(auto=True, margin=18)
     sections = writer.sections(text_pages * 420)  # ~420 words fill an A4 page with a photo
     per_page = max(1, len(sections) // text_pages)
-    small = photo(320, 200)  # the same picture object is embedded once, however often shown
-    for page in range(text_pages):
-        pdf.add_page()
-        pdf.image(small, w=60)
-        for section in sections[page * per_page : (page + 1) * per_page]:
-            pdf.set_font("Helvetica", "B", 13)
-            pdf.multi_cell(0, 7, section.heading, new_x="LMARGIN", new_y="NEXT")
-            pdf.set_font("Helvetica", "", 10)
-            for paragraph in section.paragraphs:
-                pdf.multi_cell(0, 5, paragraph, new_x="LMARGIN", new_y="NEXT")
-                pdf.ln(1)
-    text_only = len(bytes(pdf.output()))
-    # Full-page photos (each ~0.6 MB, incompressible) until the file reaches the size asked for.
-    photos = max(0, int((size_mb * MB - text_only) / 620_000))
-    for _ in range(photos):
-        pdf.add_page()
-        pdf.image(photo(1000, 800), w=180)
-    data = bytes(pdf.output())
+    small = photo(320, 200)
+
+    def build(photos: int) -> bytes:
+        pdf = FPDF(format="A4")
+        pdf.set_creation_date(_FIXED_TIME)
+        pdf.set_title("Annual site report")
+        pdf.set_auto_page_break(auto=True, margin=18)
+        for page in range(text_pages):
+            pdf.add_page()
+            small.seek(0)
+            pdf.image(small, w=60)  # one picture object, embedded once however often shown
+            for section in sections[page * per_page : (page + 1) * per_page]:
+                pdf.set_font("Helvetica", "B", 13)
+                pdf.multi_cell(0, 7, section.heading, new_x="LMARGIN", new_y="NEXT")
+                pdf.set_font("Helvetica", "", 10)
+                for paragraph in section.paragraphs:
+                    pdf.multi_cell(0, 5, paragraph, new_x="LMARGIN", new_y="NEXT")
+                    pdf.ln(1)
+        for picture in pictures[:photos]:
+            pdf.add_page()
+            picture.seek(0)
+            pdf.image(picture, w=180)
+        return bytes(pdf.output())
+
+    pictures: list[io.BytesIO] = []
+    text_only = len(build(0))
+    # Full-page photos (~0.6 MB each, incompressible) until the file reaches the size asked for.
+    while text_only + 620_000 * (len(pictures) + 1) <= size_mb * MB:
+        pictures.append(photo(1000, 800))
+    data = build(len(pictures))
     path.write_bytes(data)
     return len(data)
 
@@ -116,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pdf-mb", type=float, default=5)
     parser.add_argument("--pdf-text-pages", type=int, default=None, help="default: 15 per MB")
-    parser.add_argument("--csv-mb", type=float, default=1)
+    parser.add_argument("--csv-mb", type=float, default=0.5)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)

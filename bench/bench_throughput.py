@@ -52,7 +52,9 @@ def ingest_corpus(client: httpx.Client, library_id: str, paths: list[Path], per_
     started = time.perf_counter()
     answers = [upload(client, library_id, paths[i : i + per_request]) for i in range(0, len(paths), per_request)]
     submitted = time.perf_counter() - started
-    jobs = wait_for_jobs(client, [a["job_id"] for a in answers], poll=0.25)
+    # Polled once a second: over a run of minutes that resolution costs little, and polling faster
+    # would add API work to what is measured.
+    jobs = wait_for_jobs(client, [a["job_id"] for a in answers], poll=1.0)
     elapsed = time.perf_counter() - started
     statuses: dict[str, int] = {}
     for job in jobs.values():

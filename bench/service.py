@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -85,7 +86,7 @@ def running_service(
         }
     )
     out_path = home / "serve.out"
-    out = open(out_path, "wb")
+    out = open(out_path, "wb")  # noqa: SIM115 - open for as long as the service runs
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve"],
         cwd=ROOT,
@@ -276,7 +277,7 @@ class MemorySampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> Self:
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
         self._thread.start()
