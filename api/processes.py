@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,20 @@ class ChildProcess:
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     ready_check: Callable[[], bool] | None = None  # readiness beyond answering HTTP
+    listens_on: tuple[str, int, str] | None = None  # host, port and the setting that names the port
     process: subprocess.Popen | None = None
+
+    def check_port_free(self) -> None:
+        """Refuse to start beside another server on our port: its answers would pass for ours."""
+        if self.listens_on is None:
+            return
+        host, port, setting = self.listens_on
+        if port_in_use(host, port):
+            raise ServiceUnavailable(
+                f"cannot start the {self.name}: {host}:{port} is already in use; stop what listens there "
+                f"or choose another port with {setting}",
+                code="port_in_use",
+            )
 
     def start(self) -> "ChildProcess":
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -66,6 +80,17 @@ class ChildProcess:
             self.process.wait()
 
 
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As the servers themselves bind: a port left in TIME_WAIT by our last run counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def is_reachable(url: str) -> bool:
     """Something answers at `url` (a 4xx counts: the server is up)."""
     try:
@@ -87,6 +112,7 @@ def embeddings_server_process(settings: Settings, host: str, port: int) -> Child
         command=[sys.executable, "-m", "api.embeddings_server", "--host", host, "--port", str(port)],
         ready_url=f"http://{host}:{port}/healthz",
         log_path=settings.home / "logs" / "embeddings.log",
+        listens_on=(host, port, "GRISTMILL_EMBEDDINGS_PORT"),
     )
 
 

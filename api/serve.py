@@ -19,7 +19,6 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home / "prefect")),
         "PREFECT_API_URL": os.environ.get("PREFECT_API_URL", f"http://127.0.0.1:{settings.prefect_port}/api"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, round(settings.runner_poll_seconds))),
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
         "GRISTMILL_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
@@ -57,6 +56,7 @@ def build_children(settings: Settings) -> list[ChildProcess]:
                 ready_url=f"{prefect_api}/health",
                 log_path=logs / "prefect.log",
                 env=env,
+                listens_on=("127.0.0.1", settings.prefect_port, "GRISTMILL_PREFECT_PORT"),
             )
         )
     if not is_reachable(settings.embeddings_url.rstrip("/") + "/models"):
@@ -81,6 +81,7 @@ def build_children(settings: Settings) -> list[ChildProcess]:
             ready_url=f"http://{settings.api_host}:{settings.api_port}/openapi.json",
             log_path=logs / "api.log",
             env=env,
+            listens_on=(settings.api_host, settings.api_port, "GRISTMILL_API_PORT"),
         )
     )
     return children
@@ -114,11 +115,13 @@ def serve() -> int:
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.home / "logs").mkdir(exist_ok=True)
     try:
+        children = build_children(settings)
+        for child in children:
+            child.check_port_free()
         admin_key = _prepare_home_in_child()
     except ServiceUnavailable as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
-    children = build_children(settings)
     stopping = False
 
     def stop(*_args) -> None:

@@ -36,12 +36,18 @@ FINAL_JOB_STATES = ("completed", "partial", "failed")
 _INHERITED_PREFECT = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_API_KEY", "PREFECT_PROFILE")
 
 
-def free_port() -> int:
+def free_ports(count: int) -> list[int]:
+    """`count` different ports free now (all bound at once, so the kernel cannot hand one out twice)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass
@@ -71,7 +77,7 @@ def running_service(
     own_home = home is None
     home = Path(tempfile.mkdtemp(prefix="gristmill-bench-home-")) if home is None else home
     home.mkdir(parents=True, exist_ok=True)
-    api_port, embeddings_port, prefect_port = free_port(), free_port(), free_port()
+    api_port, embeddings_port, prefect_port = free_ports(3)
     child_env = {k: v for k, v in os.environ.items() if k not in _INHERITED_PREFECT}
     child_env.update(
         {
