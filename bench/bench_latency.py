@@ -16,6 +16,7 @@ JSON lines to bench/results/latency.jsonl. The defaults are the issue's sizes (a
 """
 
 import argparse
+import os
 import random
 import statistics
 import threading
@@ -26,7 +27,16 @@ from datetime import datetime
 
 import httpx
 
-from bench.service import FINAL_JOB_STATES, Service, create_library, p50_p95, record, running_service
+from bench.service import (
+    FINAL_JOB_STATES,
+    Service,
+    cpu_delta,
+    cpu_seconds_by_role,
+    create_library,
+    p50_p95,
+    record,
+    running_service,
+)
 
 WORDS = ("river valley harbour lantern meadow orchard quarry summit canyon glacier delta prairie tundra "
          "forest island lagoon marsh plateau ridge canal beacon bridge tunnel mill granary barn silo").split()
@@ -170,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
         lock = threading.Lock()
         concurrent: list[Timing] = []
+        concurrent_runs: list[tuple[Timing, str | None]] = []
         errors: list[str] = []
 
         def client_run(number: int) -> None:
@@ -179,30 +190,40 @@ def main(argv: list[str] | None = None) -> None:
                     token = f"c{number:02d}note{j:02d}"
                     try:
                         # A client polling every 50 ms, times 20, would be most of the load it measures.
-                        timing, _ = ingest_one(client, library_id, note(local, token), token, poll=0.25)
+                        timing, run_id = ingest_one(client, library_id, note(local, token), token, poll=0.25)
                     except httpx.HTTPError as error:
                         with lock:
                             errors.append(f"{token}: {type(error).__name__}: {error}")
                         continue
                     with lock:
                         concurrent.append(timing)
+                        concurrent_runs.append((timing, run_id))
 
+        cpu_before = cpu_seconds_by_role(service.pid)
         wall = time.perf_counter()
         if args.clients:
             with ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(client_run, range(args.clients)))
         wall = time.perf_counter() - wall
+        cpu = cpu_delta(cpu_before, cpu_seconds_by_role(service.pid))
+        for timing, run_id in concurrent_runs:  # read from Prefect once the load is over
+            timing.breakdown = flow_run_breakdown(service, run_id, timing)
         expected = args.clients * args.notes_per_client
         lost = expected - sum(1 for t in concurrent if t.ok)
         errors += [t.problem for t in concurrent + sequential if t.problem]
         conc = summarise(f"{args.clients} concurrent clients x {args.notes_per_client} notes", concurrent)
         print(f"   {expected} notes in {wall:.1f} s ({expected / wall:.2f} notes/s); lost or failed: {lost}"
               + "".join(f"\n   {e}" for e in errors[:10]))
+        if args.clients:
+            cores = len(os.sched_getaffinity(0))
+            print(f"   CPU s per note by process (of {cores * wall / expected:.2f} s available on {cores} cores): "
+                  + ", ".join(f"{role} {seconds / expected:.3f}" for role, seconds in cpu.items() if seconds))
 
     line = {"label": args.label, "env": env, "cold_s": round(cold.total_s, 3), "cold_breakdown": cold.breakdown,
             "sequential": seq, "sequential_lost": lost_seq,
             "concurrent": {**conc, "clients": args.clients, "notes_per_client": args.notes_per_client,
-                           "wall_s": round(wall, 2), "lost": lost, "errors": errors[:10]},
+                           "wall_s": round(wall, 2), "lost": lost, "errors": errors[:10],
+                           "cpu_s_by_role": cpu},
             "targets": {"p50_s": 1.5, "p95_s": 3.0},
             "sequential_samples_s": [round(t.total_s, 3) for t in sequential],
             "sequential_breakdowns": [t.breakdown for t in sequential]}

@@ -1,17 +1,26 @@
 """Starting ingest flow runs from the API's side, against a real Prefect server (no runner needed)."""
 
+import json
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from api.orchestration import WAITING_FOR_PREFECT, start_flow_run, start_waiting_jobs, trigger_ingest
+from api.orchestration import (
+    START_RETRY_DELAYS_SECONDS,
+    WAITING_FOR_PREFECT,
+    start_flow_run,
+    start_waiting_jobs,
+    trigger_ingest,
+)
 from api.submission import SourceSpec, submit
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
 from storage.tables import IngestJob, JobStatus
 from tests.conftest import free_port
+from tests.http_server import LoopbackServer, Reply
 
 
 @pytest.fixture
@@ -62,3 +71,31 @@ def test_a_job_started_at_once_records_its_flow_run(gristmill_home: Path, ingest
     flow_run_id = trigger_ingest(get_settings(), job)
     assert flow_run_id is not None
     assert stored_job(job.id).flow_run_id == flow_run_id and stored_job(job.id).error is None
+
+
+def test_a_conflict_prefect_answers_503_is_retried_at_once_with_the_same_idempotency_key() -> None:
+    """Prefect's SQLite answers 503 when two writes collide; a loopback server plays that Prefect."""
+    run_id = "4f6c1b5e-0000-4000-8000-000000000001"
+    with LoopbackServer() as prefect:
+        prefect.serve("/api/deployments/name/ingest/ingest", json.dumps({"id": "dep-1"}), content_type="application/json")
+        prefect.sequence("/api/deployments/dep-1/create_flow_run", [
+            Reply(503, b'{"detail": "database is locked"}'),
+            Reply(503, b'{"detail": "database is locked"}'),
+            Reply(201, json.dumps({"id": run_id}).encode(), content_type="application/json"),
+        ])
+        with temporary_settings(updates={PREFECT_API_URL: prefect.url("/api")}):
+            assert start_flow_run("job-7") == run_id
+        creates = [r for r in prefect.requests if r.path.endswith("/create_flow_run")]
+    bodies = [json.loads(r.body) for r in creates]
+    assert len(bodies) == 3
+    assert all(b["idempotency_key"] == "ingest-job-7" and b["parameters"] == {"job_id": "job-7"} for b in bodies)
+    assert bodies[0]["state"]["type"] == "SCHEDULED"
+
+
+def test_prefect_busy_for_longer_than_the_quick_retries_raises() -> None:
+    with LoopbackServer() as prefect:
+        prefect.serve("/api/deployments/name/ingest/ingest", json.dumps({"id": "dep-2"}), content_type="application/json")
+        prefect.serve("/api/deployments/dep-2/create_flow_run", b'{"detail": "busy"}', status=503)
+        with temporary_settings(updates={PREFECT_API_URL: prefect.url("/api")}), pytest.raises(httpx.HTTPStatusError):
+            start_flow_run("job-8")
+        assert prefect.hits("/api/deployments/dep-2/create_flow_run") == len(START_RETRY_DELAYS_SECONDS) + 1
