@@ -12,6 +12,7 @@ from api.search_service import SearchResult
 from api.submission import SourceSpec
 from gristmill.errors import GristmillError, NotFound, ServiceUnavailable
 from gristmill.settings import Settings
+from gristmill.tls import tls_context
 
 FINAL_JOB_STATUSES = {"completed", "partial", "failed"}
 FILES_PER_REQUEST = 20
@@ -21,7 +22,7 @@ class RemoteService:
     def __init__(self, settings: Settings) -> None:
         assert settings.url
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-        self.client = httpx.Client(base_url=settings.url.rstrip("/"), headers=headers, timeout=120)
+        self.client = httpx.Client(base_url=settings.url.rstrip("/"), headers=headers, timeout=120, verify=tls_context())
 
     def _call(self, method: str, path: str, **kwargs) -> Any:
         try:

@@ -1,11 +1,9 @@
 """Web pages and files behind http(s) URLs, fetched with httpx under the configured limits."""
 
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import Message
-from functools import cache
 from pathlib import PurePosixPath
 from urllib.parse import unquote
 
@@ -15,6 +13,7 @@ from connectors.file import guess_content_type
 from gristmill.documents import FetchedContent
 from gristmill.errors import FetchError, GristmillError, InvalidRequest, PayloadTooLarge, TransientFetchError
 from gristmill.settings import Settings
+from gristmill.tls import tls_context
 
 _SCHEMES = ("http", "https")
 
@@ -72,14 +71,8 @@ def _client(client: httpx.Client | None) -> Iterator[httpx.Client]:
     if client is not None:
         yield client
         return
-    with httpx.Client(verify=_tls_context()) as owned:
+    with httpx.Client(verify=tls_context()) as owned:
         yield owned
-
-
-@cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes ~50 ms, which every fetch would pay with a fresh default client.
-    return httpx.create_ssl_context()
 
 
 def _follow_redirects(http: httpx.Client, request: httpx.Request, max_redirects: int) -> httpx.Response:

@@ -30,9 +30,11 @@ import prefect.task_engine  # noqa: E402, F401
 import prefect.utilities.visualization  # noqa: E402, F401
 import sqlalchemy.dialects.sqlite  # noqa: E402, F401
 import tasks.parse.markdown  # noqa: E402, F401
+from gristmill.tls import tls_context  # noqa: E402
 from tasks.chunk import load_tokenizer  # noqa: E402
 
 load_tokenizer()  # ~40 ms per run otherwise
+tls_context()  # ~12 ms per run otherwise (the embeddings client's)
 
 # Everything loaded so far lives as long as the server: out of the collector's sight, a child's
 # first garbage collection does not touch (and so copy) every page it shares with the server.

@@ -6,6 +6,7 @@ EmbeddingRejected, which is not.
 """
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from gristmill.errors import EmbeddingError, EmbeddingRejected
 from gristmill.settings import Settings, get_settings
+from gristmill.tls import tls_context
 from storage.chunks import open_chunk_store, text_hash
 from tasks.retries import NETWORK_RETRY_DELAYS_SECONDS, retry_if_retryable
 
@@ -47,7 +49,9 @@ class EmbeddingsClient:
         self.dimensions = dimensions
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_SECONDS))
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_SECONDS)),
+            verify=tls_context(),
         )
 
     def __enter__(self) -> "EmbeddingsClient":
@@ -166,15 +170,29 @@ def embed_texts(
 ) -> np.ndarray:
     """Embed `texts` with the configured endpoint and model: float32, shape (len(texts), embedding_dim)."""
     settings = settings or get_settings()
-    with EmbeddingsClient(
+    client = shared_embeddings_client(
         settings.embeddings_url,
         settings.embedding_model,
         api_key=settings.embeddings_api_key,
         timeout=settings.embeddings_timeout_seconds,
         batch_size=settings.embed_batch_size,
         dimensions=settings.embedding_dim,
-    ) as client:
-        return client.embed(texts, on_progress)
+    )
+    return client.embed(texts, on_progress)
+
+
+@lru_cache(maxsize=16)
+def shared_embeddings_client(
+    base_url: str, model: str, *, api_key: str | None, timeout: float, batch_size: int, dimensions: int
+) -> EmbeddingsClient:
+    """The process's client for one endpoint, open for the process's life and shared by its threads.
+
+    A search embeds one short query: a new client per call paid for a new connection (and the TLS
+    context httpx builds even for http) on every request (bench/bench_search_api.py).
+    """
+    return EmbeddingsClient(
+        base_url, model, api_key=api_key, timeout=timeout, batch_size=batch_size, dimensions=dimensions
+    )
 
 
 def embed_chunk_texts(

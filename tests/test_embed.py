@@ -71,6 +71,22 @@ def test_embed_texts_uses_the_settings(embedder):
     assert vectors[0] @ vectors[3] > vectors[0] @ vectors[1]  # "topic 0" twice vs different topics
 
 
+def test_embed_texts_keeps_one_connection_for_every_call_of_a_process():
+    client_ports: list[int] = []
+    app = build_app(lambda: HashingEncoder())
+
+    @app.middleware("http")
+    async def record_connection(request, call_next):
+        client_ports.append(request.client.port)  # one client port per TCP connection
+        return await call_next(request)
+
+    with serve_app(app) as root:
+        settings = Settings(embeddings_url=root + "/v1")
+        for query in ("first query", "second query", "third query"):
+            assert embed_texts([query], settings).shape == (1, 384)
+    assert len(client_ports) == 3 and len(set(client_ports)) == 1
+
+
 def test_no_texts_means_no_request(embedder):
     base_url, encoder = embedder
     encoder.calls.clear()
