@@ -181,7 +181,7 @@ def main() -> None:
     results = args.results
 
     directory = args.dir or tempfile.mkdtemp(prefix="gristmill-bench-")
-    store = ChunkStore(directory, vector_index_threshold=10**12)  # index only when this script says so
+    store = ChunkStore(directory)
     corpus = Corpus()
     sources = args.rows // PER_SOURCE
     print(f"LanceDB at {directory}: {sources} sources x {PER_SOURCE} chunks, {DIM}-d")
@@ -192,7 +192,7 @@ def main() -> None:
         start = time.perf_counter()
         bulk_load(table, corpus, loaded, checkpoint // PER_SOURCE)
         loaded = checkpoint // PER_SOURCE
-        store.ensure_indexes(LIB)
+        store.ensure_indexes(LIB, vector_index_min_rows=10**12)  # a vector index only when this script says so
         print(f"{checkpoint:>7} rows loaded and indexed for full text in {time.perf_counter() - start:.1f} s")
         write_costs(store, table, corpus, checkpoint, results)
     table.checkout_latest()

@@ -65,7 +65,7 @@ def load_library(uri: str, library_id: str, rows: int, workspace_id: str) -> tup
     sources = rows // PER_SOURCE
     for start in range(1, sources, 40):  # replace_source per source would take many minutes
         table.add(pa.concat_tables([source(n) for n in range(start, min(start + 40, sources))]))
-    state = store.ensure_indexes(library_id)
+    state = store.ensure_indexes(library_id, vector_index_min_rows=Settings().vector_index_min_rows)
     elapsed = time.perf_counter() - started
     print(f"loaded {state.rows:,} chunks in {elapsed:.1f} s; vector index {state.vector_index}, "
           f"{state.unindexed_rows} rows outside the full-text index")

@@ -21,6 +21,7 @@ from storage.tables import Library, Source, SourceStatus
 from tasks.chunk import chunk_task
 from tasks.embed import embed_task
 from tasks.fetch import fetch_task
+from tasks.index import index_task, needs_vector_index
 from tasks.parse import parse_task
 from tasks.upsert import upsert_task
 
@@ -83,13 +84,18 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
     """Ingest every source of job `job_id` and record the outcome on the job."""
     if runtime.deployment.id:  # a process of its own, started by the runner (not the CLI's in-process run)
         _name_process(flow_run_process_name(str(runtime.flow_run.id)))
-    database_url = get_settings().resolved_database_url
-    with session_scope(database_url) as session:
+    settings = get_settings()
+    with session_scope(settings.resolved_database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
         source_ids = list(job.source_ids)
     process_source.map(source_ids).result()
-    with session_scope(database_url) as session:
+    with session_scope(settings.resolved_database_url) as session:
         job = repository.refresh_job_progress(session, job_id)
+    # After the job's outcome is recorded, so its caller never waits for an index build.
+    if job.chunk_count and needs_vector_index(job.library_id, settings):
+        built = index_task(job.library_id, settings, return_state=True)
+        if built.is_failed():  # searches stay exact meanwhile; the next job tries again
+            get_run_logger().warning("building the vector index of library %s failed: %s", job.library_id, built.message)
     return {
         "status": job.status.value,
         "completed": job.completed_count,

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
 
     chunk_max_tokens: int = Field(256, description="Default maximum tokens per chunk for new libraries.")
     chunk_overlap_tokens: int = Field(32, description="Default token overlap between chunks for new libraries.")
+    vector_index_min_rows: int = Field(
+        30_000,
+        description="Chunks a library holds before its vector index is built; until then vector search compares "
+        "every chunk (exact, and under 50 ms up to about this size on 2 cores).",
+    )
 
     fetch_connect_timeout_seconds: float = Field(10.0, description="URL fetch connect timeout.")
     fetch_read_timeout_seconds: float = Field(30.0, description="URL fetch read timeout.")

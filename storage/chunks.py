@@ -69,8 +69,8 @@ class IndexState:
 class ChunkStore:
     """Chunks of every library under one LanceDB directory; safe to share between threads.
 
-    `vector_index_threshold`: row count from which `ensure_indexes` builds a `vector_index_type`
-    index; below it vector searches scan every row. `refresh_after_rows` / `refresh_after_writes`:
+    `vector_index_type`: the index `ensure_indexes` builds once a library is big enough; below that
+    size vector searches compare every row. `refresh_after_rows` / `refresh_after_writes`:
     a write that leaves this many rows outside the full-text index, or the n-th write since the last
     refresh, runs `optimize()` (indexes new rows, compacts files, drops versions older than
     `version_retention`).
@@ -80,7 +80,6 @@ class ChunkStore:
         self,
         uri: str,
         *,
-        vector_index_threshold: int = 100_000,
         vector_index_type: str = "IVF_FLAT",
         refresh_after_rows: int = 1_000,
         refresh_after_writes: int = 20,
@@ -89,7 +88,6 @@ class ChunkStore:
         if vector_index_type not in VECTOR_INDEXES:
             raise ValueError(f"vector_index_type must be one of {', '.join(VECTOR_INDEXES)}")
         self.uri = uri
-        self.vector_index_threshold = vector_index_threshold
         self.vector_index_type = vector_index_type
         self.refresh_after_rows = refresh_after_rows
         self.refresh_after_writes = refresh_after_writes
@@ -248,11 +246,20 @@ class ChunkStore:
 
     # --- index maintenance -----------------------------------------------------------------------
 
-    def ensure_indexes(self, library_id: str) -> IndexState:
-        """Build the vector index once the library reaches `vector_index_threshold` rows; refresh the rest.
+    def needs_vector_index(self, library_id: str, min_rows: int) -> bool:
+        """The library holds `min_rows` chunks or more and has no vector index yet."""
+
+        def missing(table: Table) -> bool:
+            return table.count_rows() >= min_rows and table.index_stats(_VECTOR_INDEX) is None
+
+        return self._read(library_id, missing, default=False, action="check the vector index")
+
+    def ensure_indexes(self, library_id: str, *, vector_index_min_rows: int) -> IndexState:
+        """Build the vector index once the library holds `vector_index_min_rows` chunks; refresh the rest.
 
         Seconds at 100k rows (see bench/bench_search.py): call it from a background flow, not a
-        request. Writers wait only for the final refresh, not for the index build.
+        request. Writers wait only for the final refresh, not for the index build. The index is
+        trained once; later rows join its partitions at each refresh.
         """
         name = table_name(library_id)
         with self._tables.locked("index", name), translate_errors(f"index the chunks of library {library_id}"):
@@ -260,7 +267,7 @@ class ChunkStore:
             if table is None:
                 return IndexState(rows=0, vector_index=None, unindexed_rows=0)
             rows = table.count_rows()
-            if rows >= self.vector_index_threshold and table.index_stats(_VECTOR_INDEX) is None:
+            if rows >= vector_index_min_rows and table.index_stats(_VECTOR_INDEX) is None:
                 table.create_index("vector", config=VECTOR_INDEXES[self.vector_index_type], name=_VECTOR_INDEX)
             with self._tables.locked("write", name):  # compaction would conflict with a concurrent merge
                 self._refresh(name, table)

@@ -313,7 +313,7 @@ def test_a_filter_does_not_shrink_results_below_the_limit(store: ChunkStore) -> 
 def test_rows_written_after_the_full_text_index_is_built_are_found(tmp_path: Path) -> None:
     store = ChunkStore(str(tmp_path), refresh_after_rows=10_000, refresh_after_writes=10_000)
     store.replace_source(LIB, "src1", rows(["indexed albatross"]), dim=DIM)
-    assert store.ensure_indexes(LIB).unindexed_rows == 0
+    assert store.ensure_indexes(LIB, vector_index_min_rows=10**9).unindexed_rows == 0
     store.replace_source(LIB, "src2", rows(["late cormorant"], seed=5), dim=DIM)
     assert lance_table(tmp_path).index_stats("text_idx").num_unindexed_rows == 1
     assert ids(store.search(LIB, query_text="cormorant", query_vector=None, mode="keyword", limit=5)) == ["src2:0"]
@@ -329,11 +329,15 @@ def test_writes_refresh_the_full_text_index_past_the_threshold(tmp_path: Path) -
 
 
 def test_ensure_indexes_builds_a_vector_index_over_the_threshold(tmp_path: Path) -> None:
-    store = ChunkStore(str(tmp_path), vector_index_threshold=300)
+    store = ChunkStore(str(tmp_path))
+    assert not store.needs_vector_index(LIB, 300)  # no table yet
     store.replace_source(LIB, "bulk", rows([f"filler {i}" for i in range(299)], seed=1000), dim=DIM)
-    assert store.ensure_indexes(LIB).vector_index is None
+    assert not store.needs_vector_index(LIB, 300)
+    assert store.ensure_indexes(LIB, vector_index_min_rows=300).vector_index is None
     store.replace_source(LIB, "needle", rows(["needle"], seed=77), dim=DIM)
-    state = store.ensure_indexes(LIB)
+    assert store.needs_vector_index(LIB, 300)
+    state = store.ensure_indexes(LIB, vector_index_min_rows=300)
+    assert not store.needs_vector_index(LIB, 300)
     assert (state.rows, state.vector_index, state.unindexed_rows) == (300, "IVF_FLAT", 0)
     assert ids(store.search(LIB, query_text="", query_vector=near(77), mode="vector", limit=1)) == ["needle:0"]
     store.replace_source(LIB, "late", rows(["late"], seed=88), dim=DIM)  # not in the vector index yet

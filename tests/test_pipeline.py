@@ -194,3 +194,39 @@ def test_url_sync_replaces_changed_pages_and_forgets_unchanged_ones(home: Path) 
         jobs = session.exec(select(IngestJob)).all()
     assert [(s.uri, s.status.value, s.external_id) for s in sources] == [(web.url("/menu.html"), "completed", web.url("/menu.html"))]
     assert len(jobs) == 2  # the first ingest and the sync that found a change; the idle sync left none
+
+
+def test_the_vector_index_is_built_by_the_job_that_crosses_the_threshold(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRISTMILL_VECTOR_INDEX_MIN_ROWS", "20")
+    get_settings.cache_clear()
+    small, big = tmp_path / "small.md", tmp_path / "big.md"
+    small.write_text("# Ferries\n\nThe morning ferry leaves the north quay at seven.\n")
+    big.write_text("\n\n".join(
+        f"# Dock {i}\n\n" + " ".join(f"Crane {i}.{j} lifts containers of grain, timber and salt at dock {i}." for j in range(14))
+        for i in range(30)
+    ))
+    assert ingest([file_spec(small)])["status"] == "completed"
+    store = ChunkStore(get_settings().resolved_lancedb_uri)
+    library_id = _library_id("handbook")
+    assert store.needs_vector_index(library_id, 20) is False and _vector_index(library_id) is None
+
+    summary = ingest([file_spec(big)])
+    assert summary["status"] == "completed" and summary["sources"][0]["chunks"] >= 20
+    assert _vector_index(library_id) == "IVF_FLAT"
+    assert "north quay at seven" in search("when does the morning ferry leave", mode="vector", limit=1)[0].text
+
+
+def _library_id(name: str) -> str:
+    with session_scope(get_settings().resolved_database_url) as session:
+        workspace = repository.ensure_workspace(session)
+        return repository.find_library_by_name(session, workspace.id, name).id
+
+
+def _vector_index(library_id: str) -> str | None:
+    import lancedb
+
+    table = lancedb.connect(get_settings().resolved_lancedb_uri).open_table(f"chunks_{library_id}")
+    stats = table.index_stats("vector_idx")
+    return stats.index_type if stats else None
