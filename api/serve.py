@@ -11,6 +11,19 @@ from api.processes import ChildProcess, answers_ok, embeddings_server_process, i
 from gristmill.errors import ServiceUnavailable
 from gristmill.settings import Settings, get_settings
 
+# Prefect's server writes every task-run state change as it arrives, one transaction each, and
+# stores every event: 6-8 s of its CPU per 60 small documents, beside the model's 30
+# (bench/bench_throughput.py). Task runs are written in batches instead (in the UI within a second),
+# and nothing of ours reads the event history or uses automations. Each can be set otherwise in
+# the environment of `gristmill serve`.
+PREFECT_SERVER_TUNING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+}
+
 
 def prefect_environment(settings: Settings) -> dict[str, str]:
     """What every child needs to find the one Prefect server (the user's own, if PREFECT_API_URL is set)."""
@@ -19,6 +32,7 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home / "prefect")),
         "PREFECT_API_URL": os.environ.get("PREFECT_API_URL", f"http://127.0.0.1:{settings.prefect_port}/api"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **{name: os.environ.get(name, value) for name, value in PREFECT_SERVER_TUNING.items()},
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
         "GRISTMILL_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
