@@ -388,3 +388,12 @@ def test_lancedb_failures_become_storage_errors(tmp_path: Path) -> None:
         store.replace_source(LIB, "src1", rows(["a"]), dim=DIM)
     assert err.value.code == "chunk_store_failed"
     assert err.value.message.startswith("The chunk store could not store the chunks of source src1:")
+
+
+def test_a_table_made_before_an_index_was_added_gets_it_at_its_next_write(tmp_path: Path) -> None:
+    ChunkStore(str(tmp_path)).replace_source(LIB, "old", rows(["written by an older version"]), dim=DIM)
+    lance_table(tmp_path).drop_index("text_hash_idx")
+    ChunkStore(str(tmp_path)).replace_source(LIB, "new", rows(["written now"], seed=3), dim=DIM)  # as a new process
+    assert {"text_idx", "source_id_idx", "external_id_idx", "text_hash_idx", "tags_idx"} <= {
+        index.name for index in lance_table(tmp_path).list_indices()
+    }
