@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header
@@ -11,10 +12,13 @@ from sqlmodel import Session, select
 from api.deps import get_session
 from gristmill.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from storage import repository
-from storage.tables import ApiKey, utcnow
+from storage.tables import ApiKey, as_utc, utcnow
 
 SCOPES = ("ingest.read", "ingest.write", "admin")
 KEY_PREFIX = "gm_"
+# Recording every use made each request, searches included, a write transaction (SQLite takes one
+# writer at a time, flow runs among them); "last used" needs no finer precision than this.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def hash_key(key: str) -> str:
@@ -67,9 +71,11 @@ def authenticate(
     record = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
     if record is None or record.revoked_at is not None:
         raise AuthenticationFailed("invalid or revoked API key", code="invalid_api_key")
-    record.last_used_at = utcnow()
-    session.add(record)
-    session.commit()
+    now = utcnow()
+    if record.last_used_at is None or now - as_utc(record.last_used_at) >= LAST_USED_PRECISION:
+        record.last_used_at = now
+        session.add(record)
+        session.commit()
     return Principal(key_id=record.id, workspace_id=record.workspace_id, scopes=frozenset(record.scopes))
 
 

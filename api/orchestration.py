@@ -22,7 +22,7 @@ from gristmill.settings import Settings
 from gristmill.tls import tls_context
 from storage import repository
 from storage.db import session_scope
-from storage.tables import IngestJob, JobStatus, utcnow
+from storage.tables import IngestJob, JobStatus, as_utc, utcnow
 
 INGEST_DEPLOYMENT = "ingest/ingest"
 FINAL_RUN_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -186,7 +186,7 @@ def reconcile_jobs(settings: Settings, *, never_started_after: timedelta = timed
 
 def _why_dead(client, job: IngestJob, never_started_after: timedelta) -> str | None:
     if not job.flow_run_id:
-        if job.status == JobStatus.pending and utcnow() - _aware(job.created_at) > never_started_after:
+        if job.status == JobStatus.pending and utcnow() - as_utc(job.created_at) > never_started_after:
             return "the job's flow run was never started"
         return None
     try:
@@ -197,12 +197,6 @@ def _why_dead(client, job: IngestJob, never_started_after: timedelta) -> str | N
     if state is None or state.type.value not in FINAL_RUN_STATES:
         return None
     return f"flow run {run.name} ended {state.type.value.lower()} before the job finished: {state.message or 'no message'}"
-
-
-def _aware(moment):
-    from datetime import UTC
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Reconciler:
