@@ -7,13 +7,8 @@ import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from api.orchestration import (
-    START_RETRY_DELAYS_SECONDS,
-    WAITING_FOR_PREFECT,
-    start_flow_run,
-    start_waiting_jobs,
-    trigger_ingest,
-)
+from api.flow_runs import START_RETRY_DELAYS_SECONDS, start_flow_run
+from api.orchestration import WAITING_FOR_PREFECT, start_waiting_jobs, trigger_ingest
 from api.submission import SourceSpec, submit
 from gristmill.settings import get_settings
 from storage import repository
