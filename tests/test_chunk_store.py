@@ -397,3 +397,23 @@ def test_a_table_made_before_an_index_was_added_gets_it_at_its_next_write(tmp_pa
     assert {"text_idx", "source_id_idx", "external_id_idx", "text_hash_idx", "tags_idx"} <= {
         index.name for index in lance_table(tmp_path).list_indices()
     }
+
+
+def test_the_embedding_cache_holds_only_the_texts_of_stored_chunks(store: ChunkStore) -> None:
+    from storage.chunks import text_hash
+
+    def cached(*texts: str) -> set[str]:
+        found = store.vectors_by_text_hash(LIB, [text_hash(t) for t in texts])
+        return {t for t in texts if text_hash(t) in found}
+
+    store.replace_source(LIB, "v1", rows(["kept paragraph", "old paragraph"], seed=1), external_id="doc", dim=DIM)
+    found = store.vectors_by_text_hash(LIB, [text_hash("kept paragraph")])
+    np.testing.assert_array_equal(found[text_hash("kept paragraph")], unit(1))
+    store.replace_source(LIB, "v2", rows(["kept paragraph", "new paragraph"], seed=1), external_id="doc", dim=DIM)
+    assert cached("kept paragraph", "old paragraph", "new paragraph") == {"kept paragraph", "new paragraph"}
+    store.replace_source(LIB, "other", rows(["kept paragraph"], seed=1), dim=DIM)
+    store.delete_source(LIB, "v2")
+    assert cached("kept paragraph", "new paragraph") == {"kept paragraph"}  # still stored by "other"
+    store.delete_source(LIB, "other")
+    assert cached("kept paragraph", "old paragraph", "new paragraph") == set()
+    assert store.count(LIB) == 0
