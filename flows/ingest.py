@@ -14,7 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.progress import SourceProgress
 from flows.state_hooks import fail_job_on_crash
 from gristmill.errors import GristmillError, ParseError
-from gristmill.settings import get_settings
+from gristmill.settings import Settings, get_settings
 from storage import repository
 from storage.db import session_scope
 from storage.tables import Library, Source, SourceStatus
@@ -91,11 +91,8 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
     process_source.map(source_ids).result()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.refresh_job_progress(session, job_id)
-    # After the job's outcome is recorded, so its caller never waits for an index build.
-    if job.chunk_count and needs_vector_index(job.library_id, settings):
-        built = index_task(job.library_id, settings, return_state=True)
-        if built.is_failed():  # searches stay exact meanwhile; the next job tries again
-            get_run_logger().warning("building the vector index of library %s failed: %s", job.library_id, built.message)
+    if job.chunk_count:
+        build_vector_index_if_due(job.library_id, settings)  # the job's outcome is recorded: nobody waits
     return {
         "status": job.status.value,
         "completed": job.completed_count,
@@ -104,6 +101,20 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
         "duplicate": job.duplicate_count,
         "chunks": job.chunk_count,
     }
+
+
+def build_vector_index_if_due(library_id: str, settings: Settings) -> None:
+    """Index the library once it has outgrown exact vector search; a failure never fails the flow run
+    (the job is done, searches stay exact meanwhile, and the next job tries again)."""
+    try:
+        if not needs_vector_index(library_id, settings):
+            return
+    except GristmillError as error:
+        get_run_logger().warning("could not check the indexes of library %s: %s", library_id, error.message)
+        return
+    built = index_task(library_id, settings, return_state=True)
+    if built.is_failed():
+        get_run_logger().warning("building the vector index of library %s failed: %s", library_id, built.message)
 
 
 def flow_run_process_name(flow_run_id: str) -> str:
