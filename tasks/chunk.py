@@ -16,7 +16,7 @@ chunks average about 70% of the budget where greedy packing reaches 80-90%.
 import bisect
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +37,7 @@ MODEL_MAX_TOKENS = 256
 SPECIAL_TOKENS = 2
 MAX_CONTENT_TOKENS = MODEL_MAX_TOKENS - SPECIAL_TOKENS
 
+ENCODE_BATCH = 1024  # texts tokenized at once: enough for the tokenizer's threads, little memory
 OPENING_CHARS = 32  # typical edits (a typo, an added sentence) leave a block's opening, so its gap's strength, alone
 
 # Where an oversized block may be cut, tried in order: after a sentence, at a line break, between words.
@@ -70,15 +71,12 @@ class _Block:
     text: str
     start: int  # offset in Document.text
     section: int  # index into Document.sections
-    encoding: Encoding
+    n_tokens: int
+    encoding: Encoding | None  # kept only for a block over the budget, which must be split at its tokens
 
     @property
     def end(self) -> int:
         return self.start + len(self.text)
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.encoding.ids)
 
 
 @dataclass
@@ -107,7 +105,7 @@ def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, 
 
     text = document.text
     spans: list[_Span] = []
-    for heading_path, blocks in _block_groups(document, tokenizer):
+    for heading_path, blocks in _block_groups(document, tokenizer, budget):
         counts = [b.n_tokens for b in blocks]
         for a, b in _pack(counts, [x.text for x in blocks], budget):
             first, last = blocks[a], blocks[b - 1]
@@ -119,10 +117,10 @@ def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, 
                 spans.append(_Span(first.start, last.end, sections, heading_path))
 
     texts = [text[s.start : s.end] for s in spans]
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
+    counts = [len(encoding.ids) for encoding in _encodings(tokenizer, texts)]
     return [
-        _make_chunk(i, span, chunk_text, len(encoding.ids), document)
-        for i, (span, chunk_text, encoding) in enumerate(zip(spans, texts, encodings))
+        _make_chunk(i, span, chunk_text, count, document)
+        for i, (span, chunk_text, count) in enumerate(zip(spans, texts, counts, strict=True))
     ]
 
 
@@ -138,7 +136,14 @@ chunk_task = task(name="chunk", cache_policy=NO_CACHE)(chunk_with_default_tokeni
 # --- structure --------------------------------------------------------------------------------
 
 
-def _block_groups(document: Document, tokenizer: Tokenizer) -> list[tuple[list[str], list[_Block]]]:
+def _encodings(tokenizer: Tokenizer, texts: Sequence[str]) -> Iterator[Encoding]:
+    """The texts' encodings, a batch at a time: an Encoding holds ~100 bytes per token (ids, offsets,
+    token strings), so a 10 MB CSV's all at once took 0.9 GB (bench/bench_memory.py)."""
+    for start in range(0, len(texts), ENCODE_BATCH):
+        yield from tokenizer.encode_batch(list(texts[start : start + ENCODE_BATCH]), add_special_tokens=False)
+
+
+def _block_groups(document: Document, tokenizer: Tokenizer, budget: int) -> list[tuple[list[str], list[_Block]]]:
     """Blocks with their offsets in Document.text, grouped by runs of sections with the same heading path."""
     located: list[tuple[str, int, int]] = []  # text, start, section index
     position = -2  # as if a "\n\n" came before the first section
@@ -155,13 +160,14 @@ def _block_groups(document: Document, tokenizer: Tokenizer) -> list[tuple[list[s
                 located.append((block, position, section_index))
             position += len(block)
 
-    encodings = tokenizer.encode_batch([t for t, _, _ in located], add_special_tokens=False) if located else []
+    encodings = _encodings(tokenizer, [t for t, _, _ in located])
     groups: list[tuple[list[str], list[_Block]]] = []
-    for (block_text, start, section_index), encoding in zip(located, encodings):
+    for (block_text, start, section_index), encoding in zip(located, encodings, strict=True):
         heading_path = list(document.sections[section_index].heading_path)
         if not groups or groups[-1][0] != heading_path:
             groups.append((heading_path, []))
-        groups[-1][1].append(_Block(block_text, start, section_index, encoding))
+        n_tokens = len(encoding.ids)
+        groups[-1][1].append(_Block(block_text, start, section_index, n_tokens, encoding if n_tokens > budget else None))
     return groups
 
 
@@ -251,6 +257,7 @@ def _split_block(block: _Block, budget: int, overlap: int) -> list[tuple[int, in
     """Character spans (relative to the block) of pieces of at most `budget` tokens, overlapping by up to
     `overlap` tokens, cut at sentence ends, else line breaks, else between words, else between tokens."""
     text, encoding = block.text, block.encoding
+    assert encoding is not None  # kept for every block over the budget
     token_starts = [start for start, _ in encoding.offsets]
     word_start = [not token.startswith("##") for token in encoding.tokens]
     content_budget = budget - overlap
