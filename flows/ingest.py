@@ -10,6 +10,7 @@ import hashlib
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from flows.progress import SourceProgress
 from flows.state_hooks import fail_job_on_crash
@@ -28,6 +29,9 @@ from tasks.upsert import upsert_task
 # Sources of one job processed at once: parsing runs in child processes and the embeddings
 # server serialises model calls, so a few in flight keep both busy without thrashing 2 cores.
 SOURCE_CONCURRENCY = 4
+# Documents, chunk lists and vectors go to tasks quoted: Prefect would otherwise walk every element
+# of them looking for futures, which for a 10 MB CSV (72,773 rows, 22,488 chunks) cost seconds and
+# ~300 MB (bench/bench_memory.py). Nothing in them is a future.
 
 
 @task(name="process-source", cache_policy=NO_CACHE, task_run_name="source-{source_id}")
@@ -58,12 +62,12 @@ def process_source(source_id: str) -> SourceStatus:
             return progress.duplicate(original)
         document = parse_task(fetched, settings)
         progress.parsed(document, fetched)
-        chunks = chunk_task(document, library.chunk_max_tokens, library.chunk_overlap_tokens)
+        chunks = chunk_task(quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens)
         if not chunks:
             raise ParseError("the document has no text to index", code="no_text")
         progress.stage(SourceStatus.embedding, progress_total=len(chunks), progress_current=0)
-        vectors = embed_task(library.id, [c.text for c in chunks], settings, on_progress=progress.embedded)
-        upsert_task(library, progress.reload(), document, chunks, vectors, settings)
+        vectors = embed_task(library.id, quote([c.text for c in chunks]), settings, on_progress=progress.embedded)
+        upsert_task(library, progress.reload(), quote(document), quote(chunks), quote(vectors), settings)
         return progress.stored(document, chunks)
     except GristmillError as error:
         return progress.fail(error)
