@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from gristmill.errors import Conflict, NotFound
@@ -18,6 +19,11 @@ from storage.tables import (
     Workspace,
     utcnow,
 )
+
+# A source's extracted text can be megabytes (a 10 MB CSV's is 10 MB) and is read only for
+# `?include=content`; loading it with every progress update made embedding a big file read it
+# again per batch of 32 chunks. Queries that never need it leave it out, and touching it raises.
+WITHOUT_TEXT = defer(Source.extracted_text, raiseload=True)
 
 DEFAULT_WORKSPACE = "default"
 
@@ -137,7 +143,7 @@ def get_source(session: Session, workspace_id: str, source_id: str) -> Source:
 
 
 def job_sources(session: Session, job: IngestJob) -> list[Source]:
-    by_id = {s.id: s for s in session.exec(select(Source).where(col(Source.id).in_(job.source_ids)))}
+    by_id = {s.id: s for s in session.exec(select(Source).options(WITHOUT_TEXT).where(col(Source.id).in_(job.source_ids)))}
     return [by_id[i] for i in job.source_ids if i in by_id]
 
 
@@ -145,7 +151,7 @@ def find_stored_duplicate(
     session: Session, library_id: str, content_hash: str, *, exclude_source_id: str | None = None
 ) -> Source | None:
     """The earliest source in the library with this content that is stored or on its way to being stored."""
-    query = select(Source).where(
+    query = select(Source).options(WITHOUT_TEXT).where(
         Source.library_id == library_id,
         Source.content_hash == content_hash,
         col(Source.status).not_in((SourceStatus.failed, SourceStatus.duplicate)),
@@ -159,7 +165,7 @@ def current_source_for_external_id(
     session: Session, library_id: str, external_id: str, *, exclude_source_id: str | None = None
 ) -> Source | None:
     """The stored source an upsert by `external_id` would replace."""
-    query = select(Source).where(
+    query = select(Source).options(WITHOUT_TEXT).where(
         Source.library_id == library_id,
         Source.external_id == external_id,
         col(Source.status).in_((SourceStatus.completed, SourceStatus.partial)),
@@ -170,7 +176,7 @@ def current_source_for_external_id(
 
 
 def update_source(session: Session, source_id: str, **fields: Any) -> Source:
-    source = session.get(Source, source_id)
+    source = session.get(Source, source_id, options=[WITHOUT_TEXT])
     if source is None:
         raise NotFound(f"source {source_id} not found", code="source_not_found")
     for name, value in fields.items():
@@ -303,7 +309,7 @@ def delete_library(session: Session, library: Library) -> list[str]:
 def stored_url_sources(session: Session) -> list[Source]:
     return list(
         session.exec(
-            select(Source).where(
+            select(Source).options(WITHOUT_TEXT).where(
                 Source.origin == "url",
                 col(Source.status).in_((SourceStatus.completed, SourceStatus.partial)),
             )

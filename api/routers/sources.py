@@ -67,7 +67,7 @@ def list_sources(
     external_id: str | None = None,
 ) -> SourcePage:
     library = repository.get_library(session, principal.workspace_id, library_id)
-    query = select(Source).where(Source.library_id == library.id)
+    query = select(Source).options(repository.WITHOUT_TEXT).where(Source.library_id == library.id)
     if status:
         query = query.where(Source.status == status)
     if external_id:
