@@ -1,7 +1,7 @@
 """Peak memory of every process of the running service while it ingests a big PDF and a big CSV.
 
     .venv/bin/python -m bench.bench_memory                          # 5 MB PDF, 0.5 MB CSV, ~4 min
-    .venv/bin/python -m bench.bench_memory --pdf-mb 20 --csv-mb 10  # the issue's sizes, ~35 min (~23k CSV chunks to embed)
+    .venv/bin/python -m bench.bench_memory --pdf-mb 20 --csv-mb 10  # the issue's sizes, ~20 min (22,488 CSV chunks to embed)
 
 Writes a seeded PDF (`--pdf-text-pages` pages of prose from bench/corpus.py, each with a noise
 photo, padded with photos to `--pdf-mb`: a large report is large for its pictures) and a seeded CSV
@@ -124,7 +124,7 @@ def ingest_sampled(service, client, library_id: str, path: Path, content_type: s
     return {"file": path.name, "bytes": path.stat().st_size, "status": job["status"], "chunks": job["chunk_count"],
             "wall_s": round(wall, 1), "peak_rss_mb_by_role": sampler.by_role(),
             "peak_total_rss_mb": sampler.peak_total_rss_mb, "peak_total_pss_mb": sampler.peak_total_pss_mb,
-            "samples": sampler.samples, "error": job.get("error")}
+            "pss_at_peak_mb_by_role": sampler.pss_at_peak_by_role, "samples": sampler.samples, "error": job.get("error")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{phase['file']}: {phase['status']}, {phase['chunks']} chunks in {phase['wall_s']} s; "
                   f"whole service peak {phase['peak_total_pss_mb']:.0f} MB PSS ({phase['peak_total_rss_mb']:.0f} MB summed RSS)")
             print("   peak RSS by process: " + ", ".join(f"{k} {v:.0f}" for k, v in phase["peak_rss_mb_by_role"].items()))
+            print("   PSS at the whole-service peak: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in phase["pss_at_peak_mb_by_role"].items()))
 
     peak_pss = max(p["peak_total_pss_mb"] for p in phases)
     peak_rss = max(p["peak_total_rss_mb"] for p in phases)

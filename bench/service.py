@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -282,6 +283,7 @@ class MemorySampler:
     peaks: dict[int, ProcessPeak] = field(default_factory=dict)
     peak_total_rss_mb: float = 0.0
     peak_total_pss_mb: float = 0.0
+    pss_at_peak_by_role: dict[str, float] = field(default_factory=dict)  # what each role held at that moment
     samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -304,13 +306,17 @@ class MemorySampler:
 
     def sample(self) -> None:
         total_rss = total_pss = 0
+        pss_by_role: dict[str, float] = defaultdict(float)
         with_pss = self.samples % self.pss_every == 0
         for pid, name in tree_roles(self.root_pid).items():
             status = _status_kb(pid)
             if "VmRSS" not in status:
                 continue  # a kernel thread or already gone
             total_rss += status["VmRSS"]
-            total_pss += _pss_kb(pid) if with_pss else 0
+            if with_pss:
+                pss_kb = _pss_kb(pid)
+                total_pss += pss_kb
+                pss_by_role[name] += pss_kb / 1024
             peak = self.peaks.get(pid)
             hwm_mb = status.get("VmHWM", status["VmRSS"]) / 1024
             if peak is None:
@@ -318,7 +324,9 @@ class MemorySampler:
             else:
                 peak.peak_rss_mb = round(max(peak.peak_rss_mb, hwm_mb), 1)
         self.peak_total_rss_mb = round(max(self.peak_total_rss_mb, total_rss / 1024), 1)
-        self.peak_total_pss_mb = round(max(self.peak_total_pss_mb, total_pss / 1024), 1)
+        if total_pss / 1024 > self.peak_total_pss_mb:
+            self.peak_total_pss_mb = round(total_pss / 1024, 1)
+            self.pss_at_peak_by_role = {role: round(mb, 1) for role, mb in sorted(pss_by_role.items())}
         self.samples += 1
 
     def by_role(self) -> dict[str, float]:
