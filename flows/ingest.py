@@ -63,12 +63,16 @@ def process_source(source_id: str) -> SourceStatus:
         document = parse_task(fetched, settings)
         progress.parsed(document, fetched)
         chunks = chunk_task(quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens)
+        with_warnings = bool(document.warnings)
+        # From here on the chunks hold all that is stored: a 10 MB CSV's content and document would
+        # otherwise stay resident (~90 MB) through embedding and the upsert, the flow run's peak.
+        del fetched, document
         if not chunks:
             raise ParseError("the document has no text to index", code="no_text")
         progress.stage(SourceStatus.embedding, progress_total=len(chunks), progress_current=0)
         vectors = embed_task(library.id, quote([c.text for c in chunks]), settings, on_progress=progress.embedded)
-        upsert_task(library, progress.reload(), quote(document), quote(chunks), quote(vectors), settings)
-        return progress.stored(document, chunks)
+        upsert_task(library, progress.reload(), quote(chunks), quote(vectors), settings)
+        return progress.stored(chunks, with_warnings=with_warnings)
     except GristmillError as error:
         return progress.fail(error)
     except Exception as error:  # a bug must fail this source, not the job's others

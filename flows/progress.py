@@ -76,8 +76,8 @@ class SourceProgress:
     def embedded(self, done: int) -> None:
         self._update(progress_current=done)
 
-    def stored(self, document: Document, chunks: list[Chunk]) -> SourceStatus:
-        status = SourceStatus.partial if document.warnings else SourceStatus.completed
+    def stored(self, chunks: list[Chunk], *, with_warnings: bool) -> SourceStatus:
+        status = SourceStatus.partial if with_warnings else SourceStatus.completed
         self._update(
             status=status,
             chunk_count=len(chunks),

@@ -4,7 +4,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from gristmill.documents import Chunk, Document
+from gristmill.documents import Chunk
 from gristmill.settings import Settings
 from storage import repository
 from storage.chunks import ChunkRow, ChunkStore, open_chunk_store
@@ -12,22 +12,20 @@ from storage.db import session_scope
 from storage.tables import Library, Source
 
 
-def upsert_chunks(
-    store: ChunkStore, library: Library, source: Source, document: Document, chunks: list[Chunk], vectors: np.ndarray
-) -> None:
+def upsert_chunks(store: ChunkStore, library: Library, source: Source, chunks: list[Chunk], vectors: np.ndarray) -> None:
     """Make `chunks` the source's only chunks, in one commit of the chunk store.
 
     With an external id, the chunks of the sources it replaces go in that same commit, so a reader
-    sees the old version or the new one, never both and never neither.
+    sees the old version or the new one, never both and never neither. The chunks carry the source's
+    title as it was recorded once parsed (the caller's, else the document's, else the file name).
     """
-    title = source.title or document.title
     rows = [
         ChunkRow(
             chunk_index=chunk.index,
             text=chunk.text,
             vector=vector,
             workspace_id=library.workspace_id,
-            title=title,
+            title=source.title,
             uri=source.uri,
             heading_path=chunk.heading_path,
             page_start=chunk.page_start,
@@ -43,9 +41,9 @@ def upsert_chunks(
 
 
 def upsert_source(
-    library: Library, source: Source, document: Document, chunks: list[Chunk], vectors: np.ndarray, settings: Settings
+    library: Library, source: Source, chunks: list[Chunk], vectors: np.ndarray, settings: Settings
 ) -> None:
-    upsert_chunks(open_chunk_store(settings.resolved_lancedb_uri), library, source, document, chunks, vectors)
+    upsert_chunks(open_chunk_store(settings.resolved_lancedb_uri), library, source, chunks, vectors)
     if source.external_id:
         with session_scope(settings.resolved_database_url) as session:
             repository.delete_replaced_sources(session, library.id, source.external_id, keep_source_id=source.id)
