@@ -6,11 +6,13 @@ reconciler, for runs that die too hard to run hooks) fail the job's unfinished s
 """
 
 import hashlib
+import threading
+from collections.abc import Callable, Iterable
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import quote, unmapped
 
 from flows.progress import SourceProgress
 from flows.state_hooks import fail_job_on_crash
@@ -23,7 +25,7 @@ from tasks.chunk import chunk_task
 from tasks.embed import embed_task
 from tasks.fetch import fetch_task
 from tasks.index import index_task, needs_vector_index
-from tasks.parse import parse_task
+from tasks.parse import parse_task, sandbox
 from tasks.upsert import upsert_task
 
 # Sources of one job processed at once: parsing runs in child processes and the embeddings
@@ -34,8 +36,34 @@ SOURCE_CONCURRENCY = 4
 # ~300 MB (bench/bench_memory.py). Nothing in them is a future.
 
 
+class ParsesLeft:
+    """The sources of a job that may still parse; when the last is past parsing, `on_last` runs
+    (a flow-run process of its own stops the parse sandbox: ~100 MB it would hold to the end)."""
+
+    def __init__(self, source_ids: Iterable[str], on_last: Callable[[], None] | None) -> None:
+        self._left = set(source_ids)
+        self._on_last = on_last
+        self._lock = threading.Lock()
+
+    def finished(self, source_id: str) -> None:
+        with self._lock:
+            if source_id not in self._left:
+                return
+            self._left.remove(source_id)
+            last = not self._left
+        if last and self._on_last is not None:
+            self._on_last()
+
+
 @task(name="process-source", cache_policy=NO_CACHE, task_run_name="source-{source_id}")
-def process_source(source_id: str) -> SourceStatus:
+def process_source(source_id: str, parses: ParsesLeft) -> SourceStatus:
+    try:
+        return _ingest_source(source_id, parses)
+    finally:
+        parses.finished(source_id)  # however it ended, it parses no more
+
+
+def _ingest_source(source_id: str, parses: ParsesLeft) -> SourceStatus:
     settings = get_settings()
     progress = SourceProgress(settings.resolved_database_url, source_id)
     with session_scope(settings.resolved_database_url) as session:
@@ -60,7 +88,10 @@ def process_source(source_id: str) -> SourceStatus:
         original = progress.find_original(library.id, source, content_hash)
         if original is not None:
             return progress.duplicate(original)
-        document = parse_task(fetched, settings)
+        try:
+            document = parse_task(fetched, settings)
+        finally:
+            parses.finished(source_id)
         progress.parsed(document, fetched)
         chunks = chunk_task(quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens)
         with_warnings = bool(document.warnings)
@@ -90,13 +121,15 @@ def process_source(source_id: str) -> SourceStatus:
 )
 def ingest_job(job_id: str) -> dict[str, int | str]:
     """Ingest every source of job `job_id` and record the outcome on the job."""
-    if runtime.deployment.id:  # a process of its own, started by the runner (not the CLI's in-process run)
+    own_process = bool(runtime.deployment.id)  # started by the runner, not the CLI's in-process run
+    if own_process:
         _name_process(flow_run_process_name(str(runtime.flow_run.id)))
     settings = get_settings()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
         source_ids = list(job.source_ids)
-    process_source.map(source_ids).result()
+    parses = ParsesLeft(source_ids, on_last=sandbox.stop if own_process else None)
+    process_source.map(source_ids, parses=unmapped(parses)).result()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.refresh_job_progress(session, job_id)
     if job.chunk_count:

@@ -13,7 +13,7 @@ import pytest
 from gristmill.documents import FetchedContent
 from gristmill.errors import ParseError, UnsupportedType
 from gristmill.settings import Settings
-from tasks.parse import parse_document, parse_isolated, run_isolated
+from tasks.parse import parse_document, parse_isolated, run_isolated, sandbox
 from tests.builders import build_pdf
 
 MB = 1024 * 1024
@@ -188,3 +188,32 @@ def test_parse_task_is_parse_isolated_without_retries() -> None:
     assert parse_task.name == "parse"
     assert parse_task.retries == 0
     assert parse_task.fn is parse_isolated
+
+
+def _forkserver_children() -> set[int]:
+    """This process's children that are multiprocessing forkservers."""
+    children: set[int] = set()
+    for task_dir in Path(f"/proc/{os.getpid()}/task").iterdir():
+        children.update(int(pid) for pid in (task_dir / "children").read_text().split())
+    servers = set()
+    for pid in children:
+        try:
+            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                servers.add(pid)
+        except FileNotFoundError:  # exited meanwhile
+            pass
+    return servers
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")
+def test_stop_ends_the_forkserver_and_the_next_parse_starts_another() -> None:
+    assert run_isolated(double, 1, timeout=30, memory_bytes=None) == 2
+    servers = _forkserver_children()
+    assert len(servers) == 1
+
+    sandbox.stop()
+    assert _forkserver_children() == set()
+    assert not Path(f"/proc/{servers.pop()}").exists()  # reaped, not left a zombie
+
+    assert run_isolated(double, 4, timeout=30, memory_bytes=None) == 8
+    assert len(_forkserver_children()) == 1

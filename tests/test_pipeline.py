@@ -8,6 +8,7 @@ from sqlmodel import select
 from api import local
 from api.search_service import SearchFilter, search_library
 from api.submission import SourceSpec
+from flows.ingest import ParsesLeft
 from gristmill.settings import get_settings
 from storage import repository
 from storage.chunks import ChunkStore
@@ -230,3 +231,16 @@ def _vector_index(library_id: str) -> str | None:
     table = lancedb.connect(get_settings().resolved_lancedb_uri).open_table(f"chunks_{library_id}")
     stats = table.index_stats("vector_idx")
     return stats.index_type if stats else None
+
+
+def test_the_parse_sandbox_is_released_once_after_the_last_source_is_past_parsing() -> None:
+    released: list[str] = []
+    parses = ParsesLeft(["a", "b", "c"], on_last=lambda: released.append("stopped"))
+    parses.finished("a")
+    parses.finished("a")  # a source counts once, however many of its paths report it
+    parses.finished("not-in-the-job")
+    parses.finished("b")
+    assert released == []
+    parses.finished("c")
+    parses.finished("c")
+    assert released == ["stopped"]
