@@ -95,8 +95,9 @@ def _ingest_source(source_id: str, parses: ParsesLeft) -> SourceStatus:
         progress.parsed(document, fetched)
         chunks = chunk_task(quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens)
         with_warnings = bool(document.warnings)
-        # From here on the chunks hold all that is stored: a 10 MB CSV's content and document would
-        # otherwise stay resident (~90 MB) through embedding and the upsert, the flow run's peak.
+        # From here on the chunks hold all that is stored. A 10 MB CSV's content and document (~90 MB)
+        # go back to Python's arenas for embedding and the upsert to reuse; the process's peak did
+        # not move measurably (bench/README.md), but nothing holds them to the end of the source.
         del fetched, document
         if not chunks:
             raise ParseError("the document has no text to index", code="no_text")
