@@ -19,7 +19,6 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import base64  # noqa: E402
 import ctypes  # noqa: E402
-import ctypes.util  # noqa: E402
 import logging  # noqa: E402
 from collections.abc import AsyncIterator, Callable  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
@@ -115,7 +114,7 @@ def default_model_dir() -> Path:
 
 def _malloc_trim() -> Callable[[], object]:
     try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols, the C library's among them
     except (OSError, AttributeError):  # not glibc: its allocator has its own habits
         return lambda: None
     return lambda: trim(0)
