@@ -88,10 +88,8 @@ def _ingest_source(source_id: str, parses: ParsesLeft) -> SourceStatus:
         original = progress.find_original(library.id, source, content_hash)
         if original is not None:
             return progress.duplicate(original)
-        try:
-            document = parse_task(fetched, settings)
-        finally:
-            parses.finished(source_id)
+        document = parse_task(fetched, settings)
+        parses.finished(source_id)  # a failed parse is counted by process_source on its way out
         progress.parsed(document, fetched)
         chunks = chunk_task(quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens)
         with_warnings = bool(document.warnings)
