@@ -6,19 +6,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.errors import install_error_handlers
-from api.orchestration import Reconciler
 from api.routers import health, ingest, jobs, libraries, search, sources
+from gristmill.environment import prepare_process
+from gristmill.http_errors import install_error_handlers
 from gristmill.settings import get_settings
+from gristmill.usecases.orchestration import JobStarter
+from gristmill.usecases.reconciler import Reconciler
 from storage.db import migrate
 
 
 def create_app(*, reconcile: bool = True) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = get_settings()
         migrate(settings.resolved_database_url)
-        reconciler = Reconciler(settings) if reconcile else None
+        app.state.job_starter = JobStarter(settings)
+        reconciler = Reconciler(settings, app.state.job_starter) if reconcile else None
         if reconciler:
             reconciler.start()
         yield
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     settings = get_settings()
+    prepare_process(settings)
     parser = argparse.ArgumentParser(prog="gristmill-api")
     parser.add_argument("--host", default=settings.api_host)
     parser.add_argument("--port", type=int, default=settings.api_port)

@@ -1,12 +1,13 @@
-"""FastAPI dependencies shared by the routers: settings, a database session, the chunk store."""
+"""FastAPI dependencies shared by the routers: settings, a database session, the chunk store, the job starter."""
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlmodel import Session
 
 from gristmill.settings import Settings, get_settings
+from gristmill.usecases.orchestration import JobStarter
 from storage.chunks import ChunkStore, open_chunk_store
 from storage.db import get_engine
 
@@ -24,6 +25,11 @@ def chunk_store(settings: Annotated[Settings, Depends(settings_dep)]) -> ChunkSt
     return open_chunk_store(settings.resolved_lancedb_uri)
 
 
+def job_starter(request: Request) -> JobStarter:
+    return request.app.state.job_starter
+
+
 SettingsDep = Annotated[Settings, Depends(settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ChunkStoreDep = Annotated[ChunkStore, Depends(chunk_store)]
+StarterDep = Annotated[JobStarter, Depends(job_starter)]

@@ -5,16 +5,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from api.search_service import SearchFilter, SearchMode, SearchResult
-
-# all-MiniLM-L6-v2 reads at most 256 tokens; a longer chunk would be silently truncated.
-MODEL_WINDOW_TOKENS = 256
+from gristmill.embedding_models import MODEL_WINDOW_TOKENS
+from gristmill.search_modes import DEFAULT_SEARCH_MODE, SearchMode
+from gristmill.usecases.search import SearchFilter
+from gristmill.usecases.shapes import SearchResult
 
 
 class Chunking(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(256, ge=16, le=MODEL_WINDOW_TOKENS, description="Largest chunk, in model tokens.")
+    max_tokens: int = Field(MODEL_WINDOW_TOKENS, ge=16, le=MODEL_WINDOW_TOKENS, description="Largest chunk, in model tokens.")
     overlap_tokens: int = Field(32, ge=0, le=128, description="Tokens repeated between pieces of a split block.")
 
     @model_validator(mode="after")
@@ -200,7 +200,7 @@ class SearchRequest(BaseModel):
 
     query: str = Field(min_length=1, max_length=4000)
     limit: int = Field(10, ge=1, le=100)
-    mode: SearchMode = "hybrid"
+    mode: SearchMode = DEFAULT_SEARCH_MODE
     filter: SearchFilter | None = None
 
 

@@ -2,7 +2,7 @@
 
     python bench/bench_embedder.py [--chunks 200] [--runs 3] [--base-url URL]
 
-Starts `python -m api.embeddings_server --port 0` as a child (unless --base-url names a running one),
+Starts `python -m gristmill.embeddings --port 0` as a child (unless --base-url names a running one),
 prints chunks/s (median of the runs) for the server over HTTP and for SentenceTransformer.encode in
 this process, the server's resident memory, and appends one JSON line to bench/results/embedder.jsonl.
 `measure_embedder(texts, base_url)` is the piece other benchmarks reuse.
@@ -74,9 +74,9 @@ def direct_encoder(texts: list[str]) -> Callable[[], float]:
     """SentenceTransformer.encode in this process, in the pipeline's batch size: a function timing one pass."""
     from sentence_transformers import SentenceTransformer
 
-    from api.embeddings_server import default_model_dir
+    from gristmill.embedding_models import packaged_model_dir
 
-    model = SentenceTransformer(str(default_model_dir()), device="cpu")
+    model = SentenceTransformer(str(packaged_model_dir()), device="cpu")
     model.encode(texts[:8], normalize_embeddings=True)  # warm-up, as the server has had
     batch = get_settings().embed_batch_size
 
@@ -90,9 +90,9 @@ def direct_encoder(texts: list[str]) -> Callable[[], float]:
 
 @contextmanager
 def embeddings_server_child() -> Iterator[tuple[str, int]]:
-    """`python -m api.embeddings_server` on a free port; yields (base_url, pid)."""
+    """`python -m gristmill.embeddings` on a free port; yields (base_url, pid)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.embeddings_server", "--port", "0"],
+        [sys.executable, "-m", "gristmill.embeddings", "--port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

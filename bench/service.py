@@ -1,6 +1,6 @@
 """The running service for benchmarks: `gristmill serve` as users start it, and what its processes use.
 
-`running_service()` starts `python -m api.cli serve` (what the `gristmill serve` script runs) in a
+`running_service()` starts `python -m gristmill.cli serve` (what the `gristmill serve` script runs) in a
 temporary GRISTMILL_HOME with free ports for the API, the embeddings server and its own Prefect
 server, waits until it says it is ready, yields a `Service` (base URL, admin key, home) and stops it
 with Ctrl-C as a user would. `MemorySampler` follows the whole process tree (supervisor, Prefect
@@ -95,7 +95,7 @@ def running_service(
     out_path = home / "serve.out"
     out = open(out_path, "wb")  # noqa: SIM115 - open for as long as the service runs
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"],
+        [sys.executable, "-m", "gristmill.cli", "serve"],
         cwd=ROOT,
         env=child_env,
         stdout=out,
@@ -194,9 +194,9 @@ def _cmdline(pid: int) -> str:
 
 
 _BY_COMMAND = (
-    ("api.cli serve", "supervisor"),
+    ("gristmill.cli serve", "supervisor"),
     ("prefect server start", "prefect-server"),
-    ("api.embeddings_server", "embeddings-server"),
+    ("gristmill.embeddings", "embeddings-server"),
     ("flows.runner", "flow-runner"),
     ("api.app", "rest-api"),
     ("multiprocessing.resource_tracker", "resource-tracker"),

@@ -7,70 +7,16 @@ from typing import BinaryIO
 
 from gristmill.documents import FetchedContent
 from gristmill.errors import FetchError, PayloadTooLarge
-
-# Checked before `mimetypes`, whose table comes partly from the machine's /etc/mime.types and maps
-# some source extensions to unrelated formats (.ts is a Qt translation file there, .rs an XML schema).
-_CONTENT_TYPES: dict[str, str] = {
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".txt": "text/plain",
-    ".text": "text/plain",
-    ".log": "text/plain",
-    ".rst": "text/x-rst",
-    ".html": "text/html",
-    ".htm": "text/html",
-    ".xhtml": "application/xhtml+xml",
-    ".csv": "text/csv",
-    ".tsv": "text/tab-separated-values",
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-    ".ndjson": "application/x-ndjson",
-    ".pdf": "application/pdf",
-    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    ".xml": "application/xml",
-    ".yaml": "application/yaml",
-    ".yml": "application/yaml",
-    ".toml": "application/toml",
-    # Source code: one text/x-<language> type each, so the parse stage can pick a language.
-    ".py": "text/x-python",
-    ".pyi": "text/x-python",
-    ".js": "text/javascript",
-    ".mjs": "text/javascript",
-    ".cjs": "text/javascript",
-    ".jsx": "text/javascript",
-    ".ts": "text/x-typescript",
-    ".tsx": "text/x-typescript",
-    ".go": "text/x-go",
-    ".rs": "text/x-rust",
-    ".java": "text/x-java",
-    ".kt": "text/x-kotlin",
-    ".kts": "text/x-kotlin",
-    ".scala": "text/x-scala",
-    ".c": "text/x-c",
-    ".h": "text/x-c",
-    ".cc": "text/x-c++",
-    ".cpp": "text/x-c++",
-    ".cxx": "text/x-c++",
-    ".hpp": "text/x-c++",
-    ".cs": "text/x-csharp",
-    ".rb": "text/x-ruby",
-    ".php": "text/x-php",
-    ".swift": "text/x-swift",
-    ".sh": "text/x-shellscript",
-    ".bash": "text/x-shellscript",
-    ".sql": "text/x-sql",
-    ".lua": "text/x-lua",
-    ".r": "text/x-r",
-}
+from gristmill.file_types import BY_EXTENSION
 
 
 def guess_content_type(name: str | None) -> str | None:
     """The MIME type a file name's extension suggests, or None when the extension says nothing."""
     if not name:
         return None
-    suffix = PurePosixPath(name).suffix.lower()
-    if suffix in _CONTENT_TYPES:
-        return _CONTENT_TYPES[suffix]
+    known = BY_EXTENSION.get(PurePosixPath(name).suffix.lower())
+    if known is not None:  # before `mimetypes`: see gristmill.file_types
+        return known.mime_type
     guessed, _encoding = mimetypes.guess_type(name, strict=False)
     return guessed
 

@@ -17,22 +17,24 @@ import warnings
 warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
 warnings.filterwarnings("ignore", message="'flows.runner' found in sys.modules", category=RuntimeWarning)
 
-import flows.ingest  # noqa: E402, F401
-import flows.sync  # noqa: E402, F401
+import encodings.idna  # noqa: E402, F401
 
 # Modules a run still imported on first use (py-spy over bench/bench_latency.py: ~0.1 s of CPU per run).
 import anyio._backends._asyncio  # noqa: E402, F401
-import encodings.idna  # noqa: E402, F401
 import numpy.ma  # noqa: E402, F401
-import prefect._internal.observers  # noqa: E402, F401
 import prefect.flow_engine  # noqa: E402, F401
 import prefect.task_engine  # noqa: E402, F401
 import prefect.utilities.visualization  # noqa: E402, F401
 import sqlalchemy.dialects.sqlite  # noqa: E402, F401
+
+import flows.ingest  # noqa: E402, F401
+import flows.sync  # noqa: E402, F401
 import tasks.parse.markdown  # noqa: E402, F401
+from gristmill.internals import import_late_prefect_modules  # noqa: E402
 from gristmill.tls import tls_context  # noqa: E402
 from tasks.chunk import load_tokenizer  # noqa: E402
 
+import_late_prefect_modules()
 load_tokenizer()  # ~40 ms per run otherwise
 tls_context()  # ~12 ms per run otherwise (the embeddings client's)
 

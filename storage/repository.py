@@ -1,9 +1,10 @@
 """Queries and state changes on the SQL tables, shared by the flows, the API and the CLI."""
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -17,6 +18,7 @@ from storage.tables import (
     Source,
     SourceStatus,
     Workspace,
+    as_utc,
     utcnow,
 )
 
@@ -75,6 +77,10 @@ def create_library(
     return library
 
 
+def find_library(session: Session, library_id: str) -> Library | None:
+    return session.get(Library, library_id)
+
+
 def get_library(session: Session, workspace_id: str, library_id: str) -> Library:
     library = session.get(Library, library_id)
     if library is None or library.workspace_id != workspace_id:
@@ -90,6 +96,21 @@ def find_library_by_name(session: Session, workspace_id: str, name: str) -> Libr
 
 def list_libraries(session: Session, workspace_id: str) -> list[Library]:
     return list(session.exec(select(Library).where(Library.workspace_id == workspace_id).order_by(Library.name)))
+
+
+def update_library(session: Session, library: Library, *, name: str | None = None, **fields: Any) -> Library:
+    """Change the given fields (None leaves one as it is); a new name must be free in the workspace."""
+    if name is not None and name != library.name:
+        if find_library_by_name(session, library.workspace_id, name):
+            raise Conflict(f"a library named {name!r} already exists in this workspace", code="library_exists")
+        library.name = name
+    for field_name, value in fields.items():
+        if value is not None:
+            setattr(library, field_name, value)
+    library.updated_at = utcnow()
+    session.add(library)
+    session.commit()
+    return library
 
 
 def library_source_counts(session: Session, library_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -109,23 +130,81 @@ def library_source_counts(session: Session, library_ids: Sequence[str]) -> dict[
 
 
 def create_job(session: Session, library: Library, sources: Iterable[Source]) -> IngestJob:
-    """Store a job and its sources in one transaction, sources already final (duplicates) included."""
+    """Store a job and its sources in one transaction, sources already final (duplicates) included.
+
+    A job's sources are the sources whose `job_id` names it, in the order they were created: a
+    retried source moves to its new job.
+    """
     sources = list(sources)
-    job = IngestJob(
-        workspace_id=library.workspace_id,
-        library_id=library.id,
-        source_ids=[s.id for s in sources],
-        progress_total=len(sources),
-    )
+    job = IngestJob(workspace_id=library.workspace_id, library_id=library.id, progress_total=len(sources))
+    previous: datetime | None = None
     for source in sources:
         source.job_id = job.id
         source.workspace_id = library.workspace_id
         source.library_id = library.id
+        if previous is not None and as_utc(source.created_at) <= previous:
+            # Two sources made within one clock tick: the order they were given in stays their order.
+            source.created_at = previous + timedelta(microseconds=1)
+        previous = as_utc(source.created_at)
         session.add(source)
     session.add(job)
     _count_final_sources(job, sources)
     session.commit()
     return job
+
+
+def list_jobs(
+    session: Session, workspace_id: str, *, page: int, page_size: int, library_id: str | None = None, status: str | None = None
+) -> tuple[list[IngestJob], int]:
+    """One page of the workspace's jobs, newest first, and how many there are in all."""
+    query = select(IngestJob).where(IngestJob.workspace_id == workspace_id)
+    if library_id:
+        query = query.where(IngestJob.library_id == library_id)
+    if status:
+        query = query.where(IngestJob.status == status)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(IngestJob.created_at).desc(), col(IngestJob.id).desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
+    return list(rows), int(total)
+
+
+def list_sources(
+    session: Session,
+    library_id: str,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+    status: SourceStatus | None = None,
+    external_id: str | None = None,
+) -> tuple[list[Source], bool]:
+    """Up to `limit` of the library's sources in creation order, after the (created_at, id) cursor;
+    and whether more follow."""
+    query = select(Source).options(WITHOUT_TEXT).where(Source.library_id == library_id)
+    if status:
+        query = query.where(Source.status == status)
+    if external_id:
+        query = query.where(Source.external_id == external_id)
+    if after:
+        created_at, last_id = after
+        query = query.where(or_(Source.created_at > created_at, and_(Source.created_at == created_at, Source.id > last_id)))
+    rows = list(session.exec(query.order_by(Source.created_at, Source.id).limit(limit + 1)).all())
+    return rows[:limit], len(rows) > limit
+
+
+def find_job(session: Session, job_id: str) -> IngestJob | None:
+    return session.get(IngestJob, job_id)
+
+
+def find_source(session: Session, source_id: str) -> Source | None:
+    return session.get(Source, source_id)
+
+
+def delete_source(session: Session, source: Source) -> None:
+    session.delete(source)
+    session.commit()
 
 
 def get_job(session: Session, workspace_id: str, job_id: str) -> IngestJob:
@@ -143,8 +222,50 @@ def get_source(session: Session, workspace_id: str, source_id: str) -> Source:
 
 
 def job_sources(session: Session, job: IngestJob) -> list[Source]:
-    by_id = {s.id: s for s in session.exec(select(Source).options(WITHOUT_TEXT).where(col(Source.id).in_(job.source_ids)))}
-    return [by_id[i] for i in job.source_ids if i in by_id]
+    query = select(Source).options(WITHOUT_TEXT).where(Source.job_id == job.id)
+    return list(session.exec(query.order_by(Source.created_at, Source.id)))
+
+
+def job_source_ids(session: Session, job_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Each job's source ids, in order, for many jobs at once."""
+    found: dict[str, list[str]] = {job_id: [] for job_id in job_ids}
+    rows = session.exec(
+        select(Source.job_id, Source.id).where(col(Source.job_id).in_(list(job_ids))).order_by(Source.created_at, Source.id)
+    )
+    for job_id, source_id in rows:
+        found[job_id].append(source_id)
+    return found
+
+
+def stored_original(session: Session, source: Source) -> Source | None:
+    """The stored source that `source` repeats, if any: then nothing of it is stored. The dedupe rule.
+
+    With an external id, only the source it would replace counts, and only when its bytes are the
+    same (an unchanged upsert); without one, any other source of the library with the same bytes that
+    is stored or on its way to being stored, and of two equal sources in flight the one created first.
+    """
+    if source.content_hash is None:
+        return None
+    if source.external_id:
+        current = current_source_for_external_id(
+            session, source.library_id, source.external_id, exclude_source_id=source.id
+        )
+        return current if current and current.content_hash == source.content_hash else None
+    original = find_stored_duplicate(session, source.library_id, source.content_hash, exclude_source_id=source.id)
+    if original and (as_utc(original.created_at), original.id) < (as_utc(source.created_at), source.id):
+        return original
+    return None
+
+
+def duplicate_fields(source: Source, original: Source) -> dict[str, Any]:
+    """What a source that repeats `original` records: nothing stored, and where the content is."""
+    return {
+        "status": SourceStatus.duplicate,
+        "duplicate_of": original.id,
+        "chunk_count": 0,
+        "title": source.title or original.title,
+        "content_format": original.content_format or source.content_format,
+    }
 
 
 def find_stored_duplicate(
@@ -216,10 +337,43 @@ def start_job(session: Session, job_id: str, flow_run_id: str | None) -> IngestJ
     return job
 
 
+def record_flow_run(session: Session, job_id: str, flow_run_id: str, *, clear_error_starting: str) -> None:
+    """The job's flow run is made; an error that begins with `clear_error_starting` (a note of ours
+    that it waited for one) goes, a finished run's error stays."""
+    job = session.get(IngestJob, job_id)
+    if job is None:
+        return
+    job.flow_run_id = flow_run_id
+    if (job.error or "").startswith(clear_error_starting):
+        job.error = None
+    session.add(job)
+    session.commit()
+
+
+def record_start_deferred(session: Session, job_id: str, note: str) -> None:
+    """The job's flow run could not be made yet: why, unless a run was made meanwhile."""
+    job = session.get(IngestJob, job_id)
+    if job is None or job.flow_run_id:
+        return
+    job.error = note
+    session.add(job)
+    session.commit()
+
+
+def jobs_waiting_for_a_run(session: Session, note_prefix: str) -> list[str]:
+    """Pending jobs without a flow run whose error says they wait for one."""
+    return [
+        job.id
+        for job in unfinished_jobs(session)
+        if job.status == JobStatus.pending and not job.flow_run_id and (job.error or "").startswith(note_prefix)
+    ]
+
+
 def refresh_job_progress(session: Session, job_id: str) -> IngestJob:
     """Recount the job's sources; the job is final once every source is."""
     job = _job(session, job_id)
     sources = job_sources(session, job)
+    job.progress_total = len(sources)
     _count_final_sources(job, sources)
     job.chunk_count = sum(s.chunk_count or 0 for s in sources if s.status in (SourceStatus.completed, SourceStatus.partial))
     if job.progress_current >= job.progress_total:
@@ -238,9 +392,8 @@ def refresh_job_progress(session: Session, job_id: str) -> IngestJob:
 def fail_job(session: Session, job_id: str, message: str) -> IngestJob:
     """End a job whose flow run died: its unfinished sources fail with `message`."""
     job = _job(session, job_id)
-    for source in job_sources(session, job):
-        # A source retried since belongs to its new job: this job's death is not its business.
-        if source.job_id == job.id and not source.status.is_final:
+    for source in job_sources(session, job):  # a source retried since belongs to its new job
+        if not source.status.is_final:
             source.status = SourceStatus.failed
             source.error = message
             source.error_code = "flow_run_failed"
@@ -322,16 +475,13 @@ def forget_unchanged_sync_sources(session: Session, job_id: str) -> None:
     job = session.get(IngestJob, job_id)
     if job is None:
         return
-    unchanged = [s for s in job_sources(session, job) if s.status == SourceStatus.duplicate]
-    unchanged_ids = {s.id for s in unchanged}
+    sources = job_sources(session, job)
+    unchanged = [s for s in sources if s.status == SourceStatus.duplicate]
     for source in unchanged:
         session.delete(source)
-    job.source_ids = [i for i in job.source_ids if i not in unchanged_ids]
-    job.progress_total = len(job.source_ids)
-    if not job.source_ids:
+    if len(unchanged) == len(sources):
         session.delete(job)
         session.commit()
         return
-    session.add(job)
     session.commit()
     refresh_job_progress(session, job_id)

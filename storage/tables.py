@@ -104,7 +104,8 @@ class Source(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     workspace_id: str = Field(foreign_key="workspaces.id", index=True)
     library_id: str = Field(foreign_key="libraries.id", index=True)
-    job_id: str | None = Field(default=None, index=True)  # the job that last processed it
+    # The job that last processed it; a job's sources are the ones that name it here.
+    job_id: str | None = Field(default=None, index=True)
     title: str | None = None
     origin: str  # inline | file | url
     uri: str | None = None  # file path or URL as given
@@ -149,7 +150,6 @@ class IngestJob(SQLModel, table=True):
     workspace_id: str = Field(foreign_key="workspaces.id", index=True)
     library_id: str = Field(foreign_key="libraries.id", index=True)
     status: JobStatus = Field(default=JobStatus.pending, index=True)
-    source_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     progress_current: int = 0
     progress_total: int = 0
     completed_count: int = 0

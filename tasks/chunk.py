@@ -27,15 +27,10 @@ from prefect.cache_policies import NO_CACHE
 from tokenizers import Encoding, Tokenizer
 
 from gristmill.documents import Chunk, Document
+from gristmill.embedding_models import MODEL_WINDOW_TOKENS, SPECIAL_TOKENS, packaged_tokenizer_path
 from gristmill.errors import InvalidRequest
-from gristmill.settings import get_settings
 
-# all-MiniLM-L6-v2 reads at most 256 tokens and two of them are [CLS] and [SEP]; anything past 254
-# content tokens would be cut off silently by the model, so that is the real ceiling whatever
-# max_tokens a library asks for.
-MODEL_MAX_TOKENS = 256
-SPECIAL_TOKENS = 2
-MAX_CONTENT_TOKENS = MODEL_MAX_TOKENS - SPECIAL_TOKENS
+MAX_CONTENT_TOKENS = MODEL_WINDOW_TOKENS - SPECIAL_TOKENS
 
 ENCODE_BATCH = 1024  # texts tokenized at once: enough for the tokenizer's threads, little memory
 OPENING_CHARS = 32  # typical edits (a typo, an added sentence) leave a block's opening, so its gap's strength, alone
@@ -58,7 +53,7 @@ def _load_tokenizer(path: str) -> Tokenizer:
 
 def load_tokenizer(path: Path | None = None) -> Tokenizer:
     """The embedding model's tokenizer (default: the packaged all-MiniLM-L6-v2's), loaded once per path."""
-    return _load_tokenizer(str(path or get_settings().resolved_tokenizer_path))
+    return _load_tokenizer(str(path or packaged_tokenizer_path()))
 
 
 def count_tokens(text: str, tokenizer: Tokenizer) -> int:
@@ -124,9 +119,12 @@ def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, 
     ]
 
 
-def chunk_with_default_tokenizer(document: Document, max_tokens: int, overlap_tokens: int) -> list[Chunk]:
-    """`chunk_document` with the configured embedding model's tokenizer."""
-    return chunk_document(document, max_tokens=max_tokens, overlap_tokens=overlap_tokens, tokenizer=load_tokenizer())
+def chunk_with_default_tokenizer(
+    document: Document, max_tokens: int, overlap_tokens: int, tokenizer_path: Path | None = None
+) -> list[Chunk]:
+    """`chunk_document` with the tokenizer at `tokenizer_path` (default: the packaged model's)."""
+    tokenizer = load_tokenizer(tokenizer_path)
+    return chunk_document(document, max_tokens=max_tokens, overlap_tokens=overlap_tokens, tokenizer=tokenizer)
 
 
 # Hashing a whole Document for a cache key that is never used costs more than chunking it again.

@@ -16,7 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from gristmill.errors import EmbeddingError, EmbeddingRejected
-from gristmill.settings import Settings, get_settings
+from gristmill.settings import Settings
 from gristmill.tls import tls_context
 from storage.chunks import open_chunk_store, text_hash
 from tasks.retries import NETWORK_RETRY_DELAYS_SECONDS, retry_if_retryable
@@ -166,10 +166,9 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def embed_texts(
-    texts: Sequence[str], settings: Settings | None = None, on_progress: Callable[[int], None] | None = None
+    texts: Sequence[str], settings: Settings, on_progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
     """Embed `texts` with the configured endpoint and model: float32, shape (len(texts), embedding_dim)."""
-    settings = settings or get_settings()
     client = shared_embeddings_client(
         settings.embeddings_url,
         settings.embedding_model,

@@ -12,12 +12,8 @@ from connectors.url import fetch_url
 from gristmill.documents import FetchedContent
 from gristmill.errors import FetchError, InvalidRequest
 from gristmill.settings import Settings
+from tasks.parse.formats import largest_size_limit
 from tasks.retries import NETWORK_RETRY_DELAYS_SECONDS, retry_if_retryable
-
-
-def default_max_bytes(settings: Settings) -> int:
-    """The largest per-format limit: the format is only known after parsing, so fetch caps at the loosest."""
-    return max(settings.max_pdf_bytes, settings.max_docx_bytes, settings.max_csv_bytes, settings.max_text_bytes)
 
 
 def fetch_source(
@@ -34,7 +30,8 @@ def fetch_source(
     the origin; otherwise "file" reads `uri` as a path and "url" fetches it. A declared content type
     wins over the one the connector found; a declared filename only fills in when the path, URL or
     Content-Disposition gave none (callers may pass a source's human title there)."""
-    limit = max_bytes if max_bytes is not None else default_max_bytes(settings)
+    # The format is only known once the bytes are here, so the fetch caps at the loosest limit.
+    limit = max_bytes if max_bytes is not None else largest_size_limit(settings)
     if blob_path:
         path = Path(blob_path)
         if not path.is_absolute():

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gristmill.environment import FORCED
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -25,13 +27,11 @@ os.environ.update(
     {
         "PREFECT_HOME": str(_PREFECT_HOME),
         "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         # Tests stop their Prefect server before the log handler flushes; flow-run logs are not needed here.
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
+        **FORCED,
     }
 )
 
@@ -102,7 +102,7 @@ def model_embeddings_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     port = free_port()
     log = open(tmp_path_factory.mktemp("embeddings") / "server.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.embeddings_server", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "gristmill.embeddings", "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -21,7 +21,7 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
-from api.embeddings_server import build_app
+from gristmill.embeddings.server import build_app
 
 _WORD = re.compile(r"\w+")
 

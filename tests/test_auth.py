@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from api.auth import LAST_USED_PRECISION, authenticate, create_key, hash_key
+from api.auth import authenticate
 from gristmill.errors import AuthenticationFailed, PermissionDenied
 from gristmill.settings import get_settings
 from storage.db import session_scope
+from storage.keys import LAST_USED_PRECISION, create_key, hash_key
 from storage.tables import ApiKey, as_utc
 
 

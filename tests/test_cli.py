@@ -18,7 +18,7 @@ def gristmill(home: Path, embeddings_url: str, *args: str) -> subprocess.Complet
     env = {**os.environ, "GRISTMILL_HOME": str(home), "GRISTMILL_EMBEDDINGS_URL": embeddings_url}
     env.pop("GRISTMILL_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "gristmill.cli", *args], env=env, capture_output=True, text=True, timeout=600
     )
 
 

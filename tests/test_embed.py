@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prefect.states import Failed
 
-from api.embeddings_server import build_app
+from gristmill.embeddings.server import build_app
 from gristmill.errors import EmbeddingError, EmbeddingRejected
 from gristmill.settings import Settings
 from tasks.embed import EmbeddingsClient, embed_texts
@@ -311,7 +311,7 @@ def test_requests_waiting_for_the_model_are_folded_into_one_call(coalesce, calls
 @pytest.fixture(scope="module")
 def model_server() -> str:
     """The real app on a loopback port, loaded once for these tests; yields its base URL."""
-    from api.embeddings_server import create_app
+    from gristmill.embeddings.server import create_app
 
     with serve_app(create_app()) as root:
         yield root + "/v1"
@@ -348,11 +348,11 @@ def test_real_model_answers_unit_vectors_that_mean_something(model_server):
 def test_real_model_agrees_with_sentence_transformers(model_server):
     from sentence_transformers import SentenceTransformer
 
-    from api.embeddings_server import default_model_dir
+    from gristmill.embedding_models import packaged_model_dir
 
     texts = [QUERY, ANSWER, UNRELATED, "water " * 400]  # the last is cut to the 256-token window by both
     served = served_vectors(model_server, texts)
-    direct = SentenceTransformer(str(default_model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
+    direct = SentenceTransformer(str(packaged_model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
     assert np.sum(served * direct, axis=1).min() >= 0.999
 
 
@@ -368,7 +368,7 @@ def test_embed_texts_batches_against_the_real_model(model_server):
 @pytest.mark.slow
 def test_module_main_prints_its_address_when_ready():
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.embeddings_server", "--port", "0"],
+        [sys.executable, "-m", "gristmill.embeddings", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

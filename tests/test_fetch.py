@@ -8,7 +8,8 @@ from prefect.states import Completed, Failed
 
 from gristmill.errors import FetchError, InvalidRequest, PayloadTooLarge, TransientFetchError
 from gristmill.settings import Settings
-from tasks.fetch import default_max_bytes, fetch_source, fetch_task
+from tasks.fetch import fetch_source, fetch_task
+from tasks.parse.formats import largest_size_limit
 from tasks.retries import retry_if_retryable as is_retryable_failure
 from tests.http_server import LoopbackServer
 
@@ -88,7 +89,7 @@ def test_default_limit_is_the_largest_per_format_limit(tmp_path: Path):
     (tmp_path / "at-limit.csv").write_bytes(b"x" * 40)
     (tmp_path / "over.csv").write_bytes(b"x" * 41)
 
-    assert default_max_bytes(settings) == 40
+    assert largest_size_limit(settings) == 40
     fetched = fetch_source(
         "file", uri=str(tmp_path / "at-limit.csv"), blob_path=None, content_type=None, filename=None, settings=settings
     )

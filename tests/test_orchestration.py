@@ -7,10 +7,10 @@ import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from api.flow_runs import START_RETRY_DELAYS_SECONDS, start_flow_run
-from api.orchestration import WAITING_FOR_PREFECT, start_waiting_jobs, trigger_ingest
-from api.submission import SourceSpec, submit
+from gristmill.internals import QUICK_RETRY_DELAYS_SECONDS
 from gristmill.settings import get_settings
+from gristmill.usecases.orchestration import WAITING_FOR_PREFECT, JobStarter
+from gristmill.usecases.submission import SourceSpec, submit
 from storage import repository
 from storage.db import session_scope
 from storage.tables import IngestJob, JobStatus
@@ -38,6 +38,10 @@ def queued_job(note: str) -> IngestJob:
         return submit(session, settings, library, [spec]).job
 
 
+def start_flow_run(job_id: str) -> str:
+    return JobStarter(get_settings()).create_flow_run(job_id)
+
+
 def stored_job(job_id: str) -> IngestJob:
     with session_scope(get_settings().resolved_database_url) as session:
         return session.get(IngestJob, job_id)
@@ -48,22 +52,22 @@ def test_a_start_prefect_refuses_waits_and_is_made_once_prefect_answers(
 ) -> None:
     job = queued_job("The mill wheel turns when the sluice opens.")
     with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
-        assert trigger_ingest(get_settings(), job) is None
+        assert JobStarter(get_settings()).start(job.id) is None
     waiting = stored_job(job.id)
     assert waiting.status == JobStatus.pending and waiting.flow_run_id is None
     assert waiting.error.startswith(WAITING_FOR_PREFECT)
 
-    assert start_waiting_jobs(get_settings()) == ([job.id], 0)
+    assert JobStarter(get_settings()).start_waiting() == ([job.id], 0)
     started = stored_job(job.id)
     assert started.status == JobStatus.pending and started.error is None
     # The job id is the run's idempotency key: starting it again (an answer lost on the way) makes no second run.
     assert start_flow_run(job.id) == started.flow_run_id
-    assert start_waiting_jobs(get_settings()) == ([], 0)
+    assert JobStarter(get_settings()).start_waiting() == ([], 0)
 
 
 def test_a_job_started_at_once_records_its_flow_run(gristmill_home: Path, ingest_deployment: str) -> None:
     job = queued_job("Grain is ground between two stones.")
-    flow_run_id = trigger_ingest(get_settings(), job)
+    flow_run_id = JobStarter(get_settings()).start(job.id)
     assert flow_run_id is not None
     assert stored_job(job.id).flow_run_id == flow_run_id and stored_job(job.id).error is None
 
@@ -93,4 +97,4 @@ def test_prefect_busy_for_longer_than_the_quick_retries_raises() -> None:
         prefect.serve("/api/deployments/dep-2/create_flow_run", b'{"detail": "busy"}', status=503)
         with temporary_settings(updates={PREFECT_API_URL: prefect.url("/api")}), pytest.raises(httpx.HTTPStatusError):
             start_flow_run("job-8")
-        assert prefect.hits("/api/deployments/dep-2/create_flow_run") == len(START_RETRY_DELAYS_SECONDS) + 1
+        assert prefect.hits("/api/deployments/dep-2/create_flow_run") == len(QUICK_RETRY_DELAYS_SECONDS) + 1

@@ -4,8 +4,9 @@ import pytest
 
 from gristmill.documents import FetchedContent
 from gristmill.errors import ParseError, PayloadTooLarge, UnsupportedType
+from gristmill.file_types import SUPPORTED_EXTENSIONS
 from gristmill.settings import Settings
-from tasks.parse import SUPPORTED_EXTENSIONS, SUPPORTED_FORMATS, check_size, detect_format, parse_document
+from tasks.parse import SUPPORTED_FORMATS, check_size, detect_format, parse_document
 from tests.builders import MB, Heading, HtmlPage, build_docx, build_pdf, build_zip, build_zip_bomb
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"

@@ -1,13 +1,13 @@
-"""Parse bounds and recorded facts end to end: real files through api.local.ingest (the CLI's
-standalone mode) with a real Prefect server, SQLite and LanceDB. One bad source fails alone."""
+"""Parse bounds and recorded facts end to end: real files through the CLI's standalone backend with a
+real Prefect server, SQLite and LanceDB. One bad source fails alone."""
 
 from pathlib import Path
 
 import pytest
 
-from api import local
-from api.submission import SourceSpec
+from gristmill.cli.standalone import StandaloneBackend
 from gristmill.settings import MB, get_settings
+from gristmill.usecases.submission import SourceSpec
 from storage.db import session_scope
 from storage.tables import Source
 from tests import builders
@@ -26,9 +26,9 @@ def file_spec(path: Path) -> SourceSpec:
 
 def ingest(*paths: Path) -> dict[str, Source]:
     """Ingest the files as one job; their Source rows by file name."""
-    summary = local.ingest("bounds", [file_spec(path) for path in paths], show_progress=False)
+    summary = StandaloneBackend(get_settings()).ingest("bounds", [file_spec(path) for path in paths], show_progress=False)
     with session_scope(get_settings().resolved_database_url) as session:
-        rows = [session.get(Source, line["source_id"]) for line in summary["sources"]]
+        rows = [session.get(Source, line.source_id) for line in summary.sources]
     return {Path(row.uri).name: row for row in rows}
 
 

@@ -1,15 +1,17 @@
 """The ingest flow end to end, in this process: real Prefect server, SQLite, LanceDB, loopback HTTP."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from api import local
-from api.search_service import SearchFilter, search_library
-from api.submission import SourceSpec
 from flows.ingest import ParsesLeft
+from gristmill.cli.inputs import collect_specs
+from gristmill.cli.standalone import StandaloneBackend
 from gristmill.settings import get_settings
+from gristmill.usecases.search import SearchFilter, search_library
+from gristmill.usecases.submission import SourceSpec
 from storage import repository
 from storage.chunks import ChunkStore
 from storage.db import session_scope
@@ -25,7 +27,7 @@ def home(gristmill_home: Path, prefect_server: str) -> Path:
 
 
 def ingest(specs: list[SourceSpec], library: str = "handbook") -> dict:
-    return local.ingest(library, specs, show_progress=False)
+    return asdict(StandaloneBackend(get_settings()).ingest(library, specs, show_progress=False))
 
 
 def file_spec(path: Path, **extra) -> SourceSpec:
@@ -64,7 +66,7 @@ def test_every_format_is_ingested_and_found(home: Path, tmp_path: Path) -> None:
         builders.build_docx([builders.Heading("Travel policy", level=1), "Economy class is required for flights under six hours."])
     )
 
-    summary = ingest(local.collect_specs([str(docs)], external_id=None, title=None, metadata={})[0])
+    summary = ingest(collect_specs([str(docs)], external_id=None, title=None, metadata={})[0])
 
     assert summary["status"] == "completed", summary
     assert summary["counts"] == {"completed": 8, "partial": 0, "failed": 0, "duplicate": 0}

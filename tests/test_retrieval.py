@@ -1,16 +1,18 @@
 """Retrieval over real multi-page documents: questions put in a user's own words must come back, as
 the top hybrid hit, from the right page of a PDF manual and the right section of a DOCX handbook and
-a Markdown guide. Ingested through api.local.ingest (real Prefect, SQLite, LanceDB) and embedded by
-the real all-MiniLM-L6-v2 server, so this checks what a user of the service would see."""
+a Markdown guide. Ingested through the CLI's standalone backend (real Prefect, SQLite, LanceDB) and embedded
+by the real all-MiniLM-L6-v2 server, so this checks what a user of the service would see."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from api import local
-from api.search_service import SearchResult, search_library
-from api.submission import SourceSpec
+from gristmill.cli.standalone import StandaloneBackend
 from gristmill.settings import get_settings
+from gristmill.usecases.search import search_library
+from gristmill.usecases.shapes import SearchResult
+from gristmill.usecases.submission import SourceSpec
 from storage import repository
 from storage.chunks import ChunkStore
 from storage.db import session_scope
@@ -281,7 +283,7 @@ def library(
     monkeypatch.setenv("GRISTMILL_EMBEDDINGS_URL", model_embeddings_url)
     get_settings.cache_clear()
     specs = [SourceSpec(origin="file", uri=str(path)) for path in sorted(documents.iterdir())]
-    summary = local.ingest(LIBRARY, specs, show_progress=False)
+    summary = asdict(StandaloneBackend(get_settings()).ingest(LIBRARY, specs, show_progress=False))
     assert summary["counts"] == {"completed": 3, "partial": 0, "failed": 0, "duplicate": 0}, summary
     with session_scope(get_settings().resolved_database_url) as session:
         rows = [session.get(Source, line["source_id"]) for line in summary["sources"]]

@@ -28,7 +28,7 @@ def test_serve_refuses_a_port_in_use_and_starts_nothing(tmp_path: Path, setting:
         busy.bind(("127.0.0.1", int(env[setting])))
         busy.listen()  # it never answers: on the embeddings port, an answer would pass for a running server
         done = subprocess.run(
-            [sys.executable, "-m", "api.cli", "serve"], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "gristmill.cli", "serve"], env=env, capture_output=True, text=True, timeout=120
         )
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"127.0.0.1:{env[setting]} is already in use" in done.stderr

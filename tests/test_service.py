@@ -45,7 +45,7 @@ def service(prefect_server: str, tmp_path_factory: pytest.TempPathFactory):
     }
     log = open(home / "serve.out", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, "-m", "gristmill.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base_url = f"http://127.0.0.1:{api_port}"
     try:
@@ -274,7 +274,7 @@ def test_killed_flow_run_is_reconciled_and_retry_succeeds(service: Service) -> N
 def _new_key(service: Service, workspace: str, scopes: str) -> str:
     env = {**os.environ, "GRISTMILL_HOME": str(service.home)}
     result = subprocess.run(
-        [sys.executable, "-m", "api.cli", "keys", "create", "--workspace", workspace, "--scopes", scopes],
+        [sys.executable, "-m", "gristmill.cli", "keys", "create", "--workspace", workspace, "--scopes", scopes],
         env=env, capture_output=True, text=True, check=True,
     )
     key = result.stdout.strip()
@@ -313,7 +313,7 @@ def test_cli_talks_to_the_running_service(service: Service, tmp_path: Path) -> N
     }
 
     def gristmill(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run([sys.executable, "-m", "gristmill.cli", *args], env=env, capture_output=True, text=True, timeout=300)
 
     ingest = gristmill("ingest", str(notes), "--library", "remote-notes", "--json")
     assert ingest.returncode == 0, ingest.stderr

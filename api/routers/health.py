@@ -1,11 +1,10 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.deps import SettingsDep
-from api.orchestration import prefect_ui_url
-from api.processes import is_reachable
-from storage.db import get_engine
+from gristmill.probes import is_reachable
+from gristmill.usecases.orchestration import prefect_ui_url
+from storage.db import database_answers
 
 router = APIRouter(tags=["health"])
 
@@ -15,7 +14,7 @@ def healthz(settings: SettingsDep) -> JSONResponse:
     """200 when the API, the database, Prefect and the embeddings endpoint answer; 503 naming what does not."""
     checks = {
         "api": True,
-        "database": _database_ok(settings.resolved_database_url),
+        "database": database_answers(settings.resolved_database_url),
         "prefect": bool(prefect_ui_url()) and is_reachable(f"{prefect_ui_url()}/api/health"),
         "embeddings": is_reachable(settings.embeddings_url.rstrip("/") + "/models"),
     }
@@ -35,12 +34,3 @@ def healthz(settings: SettingsDep) -> JSONResponse:
             },
         )
     return JSONResponse({"status": "ok", "checks": checks})
-
-
-def _database_ok(url: str) -> bool:
-    try:
-        with get_engine(url).connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False

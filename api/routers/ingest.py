@@ -4,13 +4,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, File, Form, UploadFile, status
 
 from api.auth import Writer
-from api.deps import SessionDep, SettingsDep
-from api.orchestration import trigger_ingest
+from api.deps import SessionDep, SettingsDep, StarterDep
 from api.schemas import IngestAccepted, IngestBatch, IngestItem, ItemResultOut
-from api.submission import SourceSpec, Submission, submit
 from gristmill.errors import Conflict, InvalidRequest, PayloadTooLarge
-from gristmill.settings import Settings
+from gristmill.usecases.orchestration import JobStarter
+from gristmill.usecases.shapes import SourceSpec
+from gristmill.usecases.submission import Submission, submit
 from storage import repository
+from tasks.parse import largest_size_limit
 
 router = APIRouter(prefix="/v1/libraries/{library_id}", tags=["ingest"])
 
@@ -29,13 +30,14 @@ def ingest(
     principal: Writer,
     session: SessionDep,
     settings: SettingsDep,
+    starter: StarterDep,
 ):
     """Ingest 1 to 100 items (`{"items": [...]}`) or one item as the body."""
     library = repository.get_library(session, principal.workspace_id, library_id)
     items = body.items if isinstance(body, IngestBatch) else [body]
     specs = [_item_spec(item) for item in items]
     submission = submit(session, settings, library, specs, keep_duplicates=_keeps_duplicates(specs))
-    return _answer(settings, submission, specs)
+    return _answer(starter, submission, specs)
 
 
 @router.post("/files", status_code=status.HTTP_202_ACCEPTED, response_model=IngestAccepted, responses=ERROR_RESPONSES)
@@ -44,6 +46,7 @@ def upload_files(
     principal: Writer,
     session: SessionDep,
     settings: SettingsDep,
+    starter: StarterDep,
     file: Annotated[list[UploadFile], File(description="One or more files.")],
     external_id: Annotated[str | None, Form(max_length=255)] = None,
     title: Annotated[str | None, Form(max_length=500)] = None,
@@ -53,7 +56,7 @@ def upload_files(
     if external_id and len(file) != 1:
         raise InvalidRequest("external_id applies to a single file", code="single_file_only")
     extra = _metadata_form(metadata)
-    limit = max(settings.max_pdf_bytes, settings.max_docx_bytes, settings.max_csv_bytes, settings.max_text_bytes)
+    limit = largest_size_limit(settings)
     specs = []
     for upload in file:
         data = upload.file.read(limit + 1)
@@ -71,7 +74,7 @@ def upload_files(
             )
         )
     submission = submit(session, settings, library, specs, keep_duplicates=_keeps_duplicates(specs))
-    return _answer(settings, submission, specs)
+    return _answer(starter, submission, specs)
 
 
 def _item_spec(item: IngestItem) -> SourceSpec:
@@ -105,7 +108,7 @@ def _keeps_duplicates(specs: list[SourceSpec]) -> bool:
     return len(specs) != 1 or bool(specs[0].external_id)
 
 
-def _answer(settings: Settings, submission: Submission, specs: list[SourceSpec]) -> IngestAccepted:
+def _answer(starter: JobStarter, submission: Submission, specs: list[SourceSpec]) -> IngestAccepted:
     results = [
         ItemResultOut(
             index=r.index,
@@ -135,5 +138,6 @@ def _answer(settings: Settings, submission: Submission, specs: list[SourceSpec])
             details=[r.model_dump() for r in results],
         )
     if submission.queued_source_ids:
-        trigger_ingest(settings, job)
-    return IngestAccepted(job_id=job.id, status=job.status.value, source_ids=job.source_ids, results=results)
+        starter.start(job.id)
+    source_ids = [r.source_id for r in submission.results if r.source_id]
+    return IngestAccepted(job_id=job.id, status=job.status.value, source_ids=source_ids, results=results)

@@ -1,26 +1,24 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func
-from sqlmodel import col, select
 
 from api.auth import Reader
 from api.deps import SessionDep
-from api.orchestration import prefect_run_url
 from api.schemas import JobCounts, JobOut, JobPage, Progress
+from gristmill.usecases.orchestration import prefect_run_url
 from storage import repository
 from storage.tables import IngestJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def job_out(job: IngestJob) -> JobOut:
+def job_out(job: IngestJob, source_ids: list[str]) -> JobOut:
     return JobOut(
         id=job.id,
         library_id=job.library_id,
         status=job.status.value,
         progress=Progress(current=job.progress_current, total=job.progress_total),
-        source_ids=job.source_ids,
+        source_ids=source_ids,
         counts=JobCounts(
             completed=job.completed_count,
             partial=job.partial_count,
@@ -37,9 +35,14 @@ def job_out(job: IngestJob) -> JobOut:
     )
 
 
+def jobs_out(session: SessionDep, jobs: list[IngestJob]) -> list[JobOut]:
+    source_ids = repository.job_source_ids(session, [job.id for job in jobs])
+    return [job_out(job, source_ids[job.id]) for job in jobs]
+
+
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, principal: Reader, session: SessionDep) -> JobOut:
-    return job_out(repository.get_job(session, principal.workspace_id, job_id))
+    return jobs_out(session, [repository.get_job(session, principal.workspace_id, job_id)])[0]
 
 
 @router.get("", response_model=JobPage)
@@ -51,13 +54,7 @@ def list_jobs(
     library_id: str | None = None,
     status: str | None = None,
 ) -> JobPage:
-    query = select(IngestJob).where(IngestJob.workspace_id == principal.workspace_id)
-    if library_id:
-        query = query.where(IngestJob.library_id == library_id)
-    if status:
-        query = query.where(IngestJob.status == status)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(col(IngestJob.created_at).desc(), col(IngestJob.id).desc()).offset((page - 1) * page_size).limit(page_size)
-    ).all()
-    return JobPage(data=[job_out(j) for j in rows], total=total, page=page, page_size=page_size)
+    rows, total = repository.list_jobs(
+        session, principal.workspace_id, page=page, page_size=page_size, library_id=library_id, status=status
+    )
+    return JobPage(data=jobs_out(session, rows), total=total, page=page, page_size=page_size)

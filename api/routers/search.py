@@ -3,7 +3,7 @@ from fastapi import APIRouter
 from api.auth import Reader
 from api.deps import ChunkStoreDep, SessionDep, SettingsDep
 from api.schemas import SearchRequest, SearchResponse
-from api.search_service import search_library
+from gristmill.usecases.search import search_library
 from storage import repository
 
 router = APIRouter(prefix="/v1/libraries/{library_id}", tags=["search"])

@@ -3,13 +3,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy import and_, or_
-from sqlmodel import select
 
 from api.auth import Reader, Writer
-from api.deps import ChunkStoreDep, SessionDep, SettingsDep
-from api.orchestration import trigger_ingest
-from api.routers.jobs import job_out
+from api.deps import ChunkStoreDep, SessionDep, StarterDep
+from api.routers.jobs import jobs_out
 from api.schemas import ChunkOut, ChunkPage, JobOut, Progress, SourceOut, SourcePage
 from gristmill.errors import Conflict, InvalidRequest
 from storage import repository
@@ -67,18 +64,14 @@ def list_sources(
     external_id: str | None = None,
 ) -> SourcePage:
     library = repository.get_library(session, principal.workspace_id, library_id)
-    query = select(Source).options(repository.WITHOUT_TEXT).where(Source.library_id == library.id)
-    if status:
-        query = query.where(Source.status == status)
-    if external_id:
-        query = query.where(Source.external_id == external_id)
-    if cursor:
-        created_at, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(Source.created_at > created_at, and_(Source.created_at == created_at, Source.id > last_id))
-        )
-    rows = session.exec(query.order_by(Source.created_at, Source.id).limit(limit + 1)).all()
-    page, more = rows[:limit], len(rows) > limit
+    page, more = repository.list_sources(
+        session,
+        library.id,
+        limit=limit,
+        after=_decode_cursor(cursor) if cursor else None,
+        status=status,
+        external_id=external_id,
+    )
     return SourcePage(data=[source_out(s) for s in page], next_cursor=_encode_cursor(page[-1]) if more else None)
 
 
@@ -89,8 +82,7 @@ def delete_source(source_id: str, principal: Writer, session: SessionDep, store:
         raise Conflict("the source is still being processed; delete it when its job has finished", code="source_busy")
     store.delete_source(source.library_id, source.id)
     remove_blob(source.blob_path)
-    session.delete(source)
-    session.commit()
+    repository.delete_source(session, source)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -112,7 +104,7 @@ def list_source_chunks(
 
 
 @router.post("/v1/sources/{source_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
-def retry_source(source_id: str, principal: Writer, session: SessionDep, settings: SettingsDep) -> JobOut:
+def retry_source(source_id: str, principal: Writer, session: SessionDep, starter: StarterDep) -> JobOut:
     """Run a failed source again in a new job (its bytes were kept for this)."""
     source = repository.get_source(session, principal.workspace_id, source_id)
     if source.status != SourceStatus.failed:
@@ -120,8 +112,8 @@ def retry_source(source_id: str, principal: Writer, session: SessionDep, setting
     library = repository.get_library(session, principal.workspace_id, source.library_id)
     repository.reset_source(session, source)
     job = repository.create_job(session, library, [source])
-    trigger_ingest(settings, job)
-    return job_out(repository.get_job(session, principal.workspace_id, job.id))
+    starter.start(job.id)
+    return jobs_out(session, [repository.get_job(session, principal.workspace_id, job.id)])[0]
 
 
 def _encode_cursor(source: Source) -> str:

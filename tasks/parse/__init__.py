@@ -8,22 +8,22 @@ from typing import Any
 
 from tasks.parse.dispatch import parse_detected, parse_document, parse_isolated
 from tasks.parse.formats import (
-    SUPPORTED_EXTENSIONS,
     SUPPORTED_FORMATS,
     SUPPORTED_MIME_TYPES,
     FormatSpec,
     check_size,
     detect_format,
+    largest_size_limit,
 )
 from tasks.parse.sandbox import run_isolated
 
 __all__ = [
-    "SUPPORTED_EXTENSIONS",
     "SUPPORTED_FORMATS",
     "SUPPORTED_MIME_TYPES",
     "FormatSpec",
     "check_size",
     "detect_format",
+    "largest_size_limit",
     "parse_detected",
     "parse_document",
     "parse_isolated",

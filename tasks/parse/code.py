@@ -9,49 +9,8 @@ import re
 from dataclasses import dataclass
 
 from gristmill.documents import Document, Section
+from gristmill.file_types import LANGUAGE_BY_EXTENSION
 from tasks.parse.common import decode_text, pick_title, source_name, title_from_filename
-
-LANGUAGES_BY_EXTENSION: dict[str, str] = {
-    ".py": "python", ".pyi": "python",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "typescript",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-    ".c": "c", ".h": "c",
-    ".cpp": "cpp", ".cc": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp",
-    ".cs": "csharp",
-    ".rb": "ruby",
-    ".php": "php",
-    ".sh": "shell", ".bash": "shell", ".zsh": "shell",
-    ".sql": "sql",
-    ".kt": "kotlin", ".kts": "kotlin",
-    ".swift": "swift",
-    ".scala": "scala",
-    ".dart": "dart",
-    ".lua": "lua",
-}  # fmt: skip
-
-LANGUAGES_BY_MIME: dict[str, str] = {
-    "text/x-python": "python", "text/x-script.python": "python", "application/x-python": "python",
-    "text/javascript": "javascript", "application/javascript": "javascript",
-    "application/x-javascript": "javascript",
-    "text/typescript": "typescript", "application/typescript": "typescript", "text/x-typescript": "typescript",
-    "text/x-go": "go",
-    "text/x-rust": "rust", "text/rust": "rust",
-    "text/x-java": "java", "text/x-java-source": "java",
-    "text/x-c": "c", "text/x-csrc": "c", "text/x-chdr": "c",
-    "text/x-c++src": "cpp", "text/x-c++hdr": "cpp", "text/x-c++": "cpp",
-    "text/x-csharp": "csharp",
-    "text/x-ruby": "ruby", "application/x-ruby": "ruby",
-    "text/x-php": "php", "application/x-php": "php", "application/x-httpd-php": "php",
-    "text/x-sh": "shell", "application/x-sh": "shell", "text/x-shellscript": "shell",
-    "application/sql": "sql", "text/x-sql": "sql",
-    "text/x-kotlin": "kotlin",
-    "text/x-swift": "swift",
-    "text/x-scala": "scala",
-    "text/x-lua": "lua",
-}  # fmt: skip
 
 _BRACE_DEFINITION = re.compile(
     r"(?:export\s+)?(?:default\s+)?(?:declare\s+)?(?:async\s+)?"
@@ -157,7 +116,7 @@ def _paragraphs(lines: list[str]) -> list[str]:
 def language_for(filename: str | None) -> str | None:
     if not filename or "." not in filename:
         return None
-    return LANGUAGES_BY_EXTENSION.get("." + filename.rsplit(".", 1)[1].lower())
+    return LANGUAGE_BY_EXTENSION.get("." + filename.rsplit(".", 1)[1].lower())
 
 
 def _units(lines: list[str], language: str) -> list[_Unit]:

@@ -2,9 +2,10 @@
 
 from gristmill.documents import Document, FetchedContent
 from gristmill.errors import GristmillError, ParseError
+from gristmill.file_types import JSON_LINES_MIMES, LANGUAGE_BY_MIME
 from gristmill.settings import Settings
 from tasks.parse.common import first_line_title, pick_title, source_name, title_from_filename
-from tasks.parse.formats import JSON_LINES_MIMES, SUPPORTED_FORMATS, check_size, declared_format, detect_format
+from tasks.parse.formats import SUPPORTED_FORMATS, check_size, declared_format, detect_format
 from tasks.parse.sandbox import run_isolated
 
 # Pure-Python parsers with linear work: on a small note a child process would add its fixed start
@@ -103,9 +104,9 @@ def _parse(fmt: str, content: FetchedContent, settings: Settings) -> Document:
         lines = True if mime in JSON_LINES_MIMES else None  # None: by extension, else by content
         return parse_json(data, filename=name, lines=lines)
     if fmt == "code":
-        from tasks.parse.code import LANGUAGES_BY_MIME, language_for, parse_code
+        from tasks.parse.code import language_for, parse_code
 
-        return parse_code(data, filename=name, language=language_for(name) or LANGUAGES_BY_MIME.get(mime))
+        return parse_code(data, filename=name, language=language_for(name) or LANGUAGE_BY_MIME.get(mime))
     if fmt == "markdown":
         from tasks.parse.markdown import parse_markdown
 

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 
 from gristmill.documents import FetchedContent
 from gristmill.errors import PayloadTooLarge, UnsupportedType
+from gristmill.file_types import FORMAT_LABELS, format_extensions, format_mime_types
 from gristmill.settings import MB, Settings
-from tasks.parse.code import LANGUAGES_BY_EXTENSION, LANGUAGES_BY_MIME
 from tasks.parse.common import OLE_SIGNATURE, extension, is_encrypted_office_file, source_name, utf16_without_bom
-
-DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-JSON_LINES_MIMES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq")
 
 
 @dataclass(frozen=True)
@@ -31,27 +28,8 @@ class FormatSpec:
 
 
 SUPPORTED_FORMATS: dict[str, FormatSpec] = {
-    spec.name: spec
-    for spec in (
-        FormatSpec("pdf", "PDF", ("application/pdf",), (".pdf",)),
-        FormatSpec("docx", "Word (DOCX)", (DOCX_MIME,), (".docx",)),
-        FormatSpec("html", "HTML", ("text/html", "application/xhtml+xml"), (".html", ".htm", ".xhtml")),
-        FormatSpec("markdown", "Markdown", ("text/markdown", "text/x-markdown"), (".md", ".markdown", ".mdx")),
-        FormatSpec(
-            "text",
-            "plain text",
-            ("text/plain", "application/x-yaml", "application/yaml", "text/yaml", "application/toml"),
-            (".txt", ".text", ".log", ".rst", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf"),
-        ),
-        FormatSpec("csv", "CSV", ("text/csv", "application/csv", "text/tab-separated-values"), (".csv", ".tsv")),
-        FormatSpec(
-            "json", "JSON", ("application/json", "text/json", *JSON_LINES_MIMES), (".json", ".jsonl", ".ndjson")
-        ),
-        FormatSpec("code", "source code", tuple(LANGUAGES_BY_MIME), tuple(LANGUAGES_BY_EXTENSION)),
-    )
+    name: FormatSpec(name, label, format_mime_types(name), format_extensions(name)) for name, label in FORMAT_LABELS.items()
 }
-
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(ext for spec in SUPPORTED_FORMATS.values() for ext in spec.extensions)
 SUPPORTED_MIME_TYPES: frozenset[str] = frozenset(m for spec in SUPPORTED_FORMATS.values() for m in spec.mime_types)
 
 _BY_MIME = {mime: spec.name for spec in SUPPORTED_FORMATS.values() for mime in spec.mime_types}
@@ -231,6 +209,12 @@ def _unsupported(content: FetchedContent, what: str) -> UnsupportedType:
 def size_limit(fmt: str, settings: Settings) -> int:
     limits = {"pdf": settings.max_pdf_bytes, "docx": settings.max_docx_bytes, "csv": settings.max_csv_bytes}
     return limits.get(fmt, settings.max_text_bytes)
+
+
+def largest_size_limit(settings: Settings) -> int:
+    """The loosest per-format limit: what bytes of a format not known yet (an upload being read, a
+    URL being fetched) may not exceed."""
+    return max(size_limit(fmt, settings) for fmt in SUPPORTED_FORMATS)
 
 
 def check_size(fmt: str, size: int, settings: Settings) -> None:

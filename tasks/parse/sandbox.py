@@ -6,25 +6,21 @@ process. The caller is a Prefect flow-run process, which has threads, so plain `
 lock some other thread holds; children come from a `forkserver` instead: a clean single-threaded
 server, started once per process with the parsing libraries already imported, forks each child.
 
-multiprocessing makes every forkserver child re-run the parent's `__main__` module before the
-target runs (so functions defined there unpickle). For a flow-run started as `python -m
-prefect.engine` that is ~2.5 s of importing Prefect per parse; our targets live in importable
-modules, so `_MainlessPopen` leaves `__main__` out of the child's preparation.
+Children are started without re-running the parent's `__main__` (gristmill.internals says why and how).
 """
 
 import gc
-import io
-import os
 import resource
 import signal
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
+from multiprocessing import context, forkserver
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from gristmill.errors import GristmillError, ParseError
+from gristmill.internals import MainlessForkServerProcess, stop_forkserver
 
 T = TypeVar("T")
 
@@ -43,34 +39,6 @@ PRELOAD = [
 _KILL_GRACE_SECONDS = 5.0
 _context_lock = threading.Lock()
 _context: context.ForkServerContext | None = None
-
-
-class _MainlessPopen(popen_forkserver.Popen):
-    """popen_forkserver.Popen whose child does not import the parent's __main__ (see module doc)."""
-
-    def _launch(self, process_obj: Any) -> None:
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        prep_data.pop("init_main_from_name", None)
-        prep_data.pop("init_main_from_path", None)
-        buf = io.BytesIO()
-        context.set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            context.set_spawning_popen(None)
-        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
-        _parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
-        with open(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
-        self.pid = forkserver.read_signed(self.sentinel)
-
-
-class _SandboxProcess(context.ForkServerProcess):
-    @staticmethod
-    def _Popen(process_obj: Any) -> _MainlessPopen:  # noqa: N802 - multiprocessing's name
-        return _MainlessPopen(process_obj)
 
 
 def _forkserver_context() -> context.ForkServerContext:
@@ -92,13 +60,11 @@ def warm_up() -> None:
 def stop() -> None:
     """Stop the forkserver, which holds the parsers' imports (~100 MB); the next parse starts it again.
 
-    Only for when no parse is in flight: a child forked before would lose its exit status. The
-    stdlib stops a forkserver only in its own tests (`_stop`), so this is a no-op where that is gone.
+    Only for when no parse is in flight: a child forked before would lose its exit status.
     """
     with _context_lock:
-        stop_server = getattr(forkserver._forkserver, "_stop", None)
-        if _context is not None and stop_server is not None:
-            stop_server()
+        if _context is not None:
+            stop_forkserver()
 
 
 def run_isolated(
@@ -113,7 +79,7 @@ def run_isolated(
     """
     ctx = _forkserver_context()
     receiver, sender = ctx.Pipe(duplex=False)
-    process = _SandboxProcess(
+    process = MainlessForkServerProcess(
         target=_child_main, args=(sender, fn, args, kwargs, timeout, memory_bytes), daemon=True
     )
     started = time.monotonic()
@@ -220,6 +186,6 @@ def _death(exitcode: int | None, elapsed: float) -> ParseError:
     )
 
 
-def _kill(process: _SandboxProcess) -> None:
+def _kill(process: MainlessForkServerProcess) -> None:
     process.kill()
     process.join(_KILL_GRACE_SECONDS)

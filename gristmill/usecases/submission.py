@@ -6,32 +6,19 @@ happens in the flow run.
 """
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from sqlmodel import Session
 
 from gristmill.documents import FetchedContent
 from gristmill.errors import GristmillError, PayloadTooLarge
 from gristmill.settings import Settings
+from gristmill.usecases.shapes import SourceSpec
 from storage import repository
 from storage.blobs import write_blob
-from storage.tables import IngestJob, Library, Source, SourceStatus, file_name, new_id
+from storage.tables import IngestJob, Library, Source, file_name, new_id
 from tasks.parse import check_size, detect_format
-
-
-@dataclass
-class SourceSpec:
-    """One thing to ingest, as submitted."""
-
-    origin: Literal["inline", "file", "url"]
-    uri: str | None = None  # URL or local path
-    data: bytes | None = None  # inline content or an uploaded file's bytes
-    content_type: str | None = None
-    title: str | None = None
-    external_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    inline: bool = False  # typed in a request body (the inline size limit applies) rather than uploaded
 
 
 @dataclass
@@ -115,19 +102,11 @@ def _accept(
     source.size_bytes = len(spec.data)
     source.content_hash = hashlib.sha256(spec.data).hexdigest()
 
-    original = _stored_original(session, library, spec, source.content_hash)
+    original = repository.stored_original(session, source)
     if original is not None:
-        source.status = SourceStatus.duplicate
-        source.duplicate_of = original.id
-        source.title = source.title or original.title
+        for name, value in repository.duplicate_fields(source, original).items():
+            setattr(source, name, value)
         return source, ItemResult(index=index, status="duplicate", source_id=source.id, duplicate_of=original.id)
 
     source.blob_path = write_blob(settings.blob_dir, source.id, spec.data)
     return source, ItemResult(index=index, status="queued", source_id=source.id)
-
-
-def _stored_original(session: Session, library: Library, spec: SourceSpec, content_hash: str) -> Source | None:
-    if spec.external_id:
-        current = repository.current_source_for_external_id(session, library.id, spec.external_id)
-        return current if current and current.content_hash == content_hash else None
-    return repository.find_stored_duplicate(session, library.id, content_hash)

@@ -1,7 +1,5 @@
-"""The one error envelope every Gristmill HTTP service answers with: {"error": {type, code, message, details}}.
-
-Imports nothing of ours beyond gristmill.errors, so the embeddings server can use it without
-pulling in storage or Prefect.
+"""The one error envelope every Gristmill HTTP server (the REST API, the embeddings server) answers
+with: {"error": {type, code, message, details}}.
 """
 
 import logging

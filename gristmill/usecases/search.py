@@ -1,15 +1,14 @@
 """Search over one library: embed the query (unless keyword-only), then ask the chunk store."""
 
-from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from gristmill.search_modes import DEFAULT_SEARCH_MODE, SearchMode
 from gristmill.settings import Settings
+from gristmill.usecases.shapes import SearchResult
 from storage.chunks import ChunkStore, SearchHit
 from storage.tables import Library
 from tasks.embed import embed_texts
-
-SearchMode = Literal["hybrid", "vector", "keyword"]
 
 
 class SearchFilter(BaseModel):
@@ -20,23 +19,13 @@ class SearchFilter(BaseModel):
     )
 
 
-class SearchResult(BaseModel):
-    chunk_id: str
-    source_id: str
-    title: str | None
-    uri: str | None
-    text: str
-    score: float
-    metadata: dict[str, Any]
-
-
 def search_library(
     settings: Settings,
     store: ChunkStore,
     library: Library,
     query: str,
     *,
-    mode: SearchMode = "hybrid",
+    mode: SearchMode = DEFAULT_SEARCH_MODE,
     limit: int = 10,
     filter: SearchFilter | None = None,
 ) -> list[SearchResult]:

@@ -7,43 +7,17 @@ import sys
 import time
 from pathlib import Path
 
-from api.processes import ChildProcess, answers_ok, embeddings_server_process, is_reachable
+from gristmill.environment import child_environment
 from gristmill.errors import ServiceUnavailable
+from gristmill.probes import answers_ok, is_reachable
 from gristmill.settings import Settings, get_settings
-
-# Prefect's server writes every task-run state change as it arrives, one transaction each, and
-# stores every event: 6-8 s of its CPU per 60 small documents, beside the model's 30
-# (bench/bench_throughput.py). Task runs are written in batches instead (in the UI within a second),
-# and nothing of ours reads the event history or uses automations. Each can be set otherwise in
-# the environment of `gristmill serve`.
-PREFECT_SERVER_TUNING = {
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
-}
-
-
-def prefect_environment(settings: Settings) -> dict[str, str]:
-    """What every child needs to find the one Prefect server (the user's own, if PREFECT_API_URL is set)."""
-    home = settings.home.resolve()
-    return {
-        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home / "prefect")),
-        "PREFECT_API_URL": os.environ.get("PREFECT_API_URL", f"http://127.0.0.1:{settings.prefect_port}/api"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        **{name: os.environ.get(name, value) for name, value in PREFECT_SERVER_TUNING.items()},
-        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
-        "GRISTMILL_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
+from gristmill.supervisor.processes import ChildProcess, embeddings_server_process
 
 
 def ensure_admin_key(settings: Settings) -> str | None:
     """On first start, an admin key: printed once and written to $GRISTMILL_HOME/admin.key (0600)."""
-    from api.auth import any_key_exists, create_key
     from storage.db import session_scope
+    from storage.keys import any_key_exists, create_key
 
     with session_scope(settings.resolved_database_url) as session:
         if any_key_exists(session):
@@ -58,7 +32,7 @@ def ensure_admin_key(settings: Settings) -> str | None:
 
 
 def build_children(settings: Settings) -> list[ChildProcess]:
-    env = prefect_environment(settings)
+    env = child_environment(settings)
     logs = settings.home / "logs"
     children: list[ChildProcess] = []
     prefect_api = env["PREFECT_API_URL"]
@@ -115,7 +89,7 @@ def _prepare_home_in_child() -> str | None:
     would otherwise stay in the supervisor for the service's life (191 MB resident instead of
     ~45 MB, bench/bench_memory.py), and the supervisor needs none of them."""
     done = subprocess.run(
-        [sys.executable, "-c", "from api.serve import prepare_home; prepare_home()"],
+        [sys.executable, "-c", "from gristmill.supervisor.serve import prepare_home; prepare_home()"],
         capture_output=True,
         text=True,
     )
@@ -152,7 +126,7 @@ def serve() -> int:
             child.wait_ready(timeout=180)
             if stopping:
                 return 130
-        _print_addresses(settings, prefect_environment(settings)["PREFECT_API_URL"], admin_key)
+        _print_addresses(settings, child_environment(settings)["PREFECT_API_URL"], admin_key)
         while not stopping:
             for child in started:
                 if not child.alive():

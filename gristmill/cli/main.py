@@ -1,12 +1,16 @@
-"""The `gristmill` command: ingest, search and list libraries (standalone), serve, manage keys."""
+"""The `gristmill` command: ingest, search and list libraries, serve, manage keys, run the embeddings server.
+
+Each command imports what it needs when it runs: `gristmill --help` must not wait for Prefect.
+"""
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from gristmill.errors import GristmillError, InvalidRequest
+from gristmill.search_modes import DEFAULT_SEARCH_MODE, SEARCH_MODES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -15,7 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    _prepare_environment()
+    from gristmill.environment import prepare_process
+    from gristmill.settings import get_settings
+
+    prepare_process(get_settings())
     try:
         return int(args.handler(args) or 0)
     except GristmillError as error:
@@ -42,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("--library", required=True)
     search.add_argument("--limit", type=int, default=10)
-    search.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid")
+    search.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE)
     search.add_argument("--json", action="store_true", help="print results as JSON")
     search.set_defaults(handler=_search)
 
@@ -68,82 +75,69 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prepare_environment() -> None:
-    """Defaults for Prefect that must be in place before it is imported."""
-    from gristmill.settings import get_settings
-
-    settings = get_settings()
-    os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # A cold first start of Prefect's temporary server can pass its default 20 s limit.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
 def _backend():
     """The running service named by GRISTMILL_URL, or this process (standalone)."""
     from gristmill.settings import get_settings
 
     settings = get_settings()
     if settings.url:
-        from api.remote import RemoteService
+        from gristmill.cli.remote import RemoteBackend
 
-        return RemoteService(settings)
-    from api import local
+        return RemoteBackend(settings)
+    from gristmill.cli.standalone import StandaloneBackend
 
-    return local
+    return StandaloneBackend(settings)
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from api import local
+    from gristmill.cli import printer
+    from gristmill.cli.inputs import collect_specs
 
     metadata = _json_object(args.metadata, "--metadata")
     if (args.external_id or args.title) and len(args.inputs) != 1:
         raise InvalidRequest("--external-id and --title apply to a single input", code="single_input_only")
-    specs, skipped = local.collect_specs(args.inputs, external_id=args.external_id, title=args.title, metadata=metadata)
+    specs, skipped = collect_specs(args.inputs, external_id=args.external_id, title=args.title, metadata=metadata)
     summary = _backend().ingest(args.library, specs, show_progress=not args.json)
-    summary["skipped"] = skipped
+    summary.skipped = skipped
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps(asdict(summary), indent=2, default=str))
     else:
-        local.print_summary(summary)
-    return 0 if summary["counts"]["failed"] == 0 and not summary["errors"] else 1
+        printer.print_summary(summary)
+    return 0 if summary.succeeded else 1
 
 
 def _search(args: argparse.Namespace) -> int:
-    from api import local
+    from gristmill.cli import printer
 
     results = _backend().search(args.library, args.query, limit=args.limit, mode=args.mode)
     if args.json:
-        print(json.dumps({"results": [r.model_dump() for r in results]}, indent=2))
+        print(json.dumps({"results": [asdict(r) for r in results]}, indent=2))
     else:
-        local.print_results(results)
+        printer.print_results(results)
     return 0
 
 
 def _libraries(args: argparse.Namespace) -> int:
-    from api import local
+    from gristmill.cli import printer
 
     rows = _backend().libraries()
     if args.json:
-        print(json.dumps({"libraries": rows}, indent=2, default=str))
+        print(json.dumps({"libraries": [asdict(r) for r in rows]}, indent=2, default=str))
     else:
-        local.print_libraries(rows)
+        printer.print_libraries(rows)
     return 0
 
 
 def _serve(_args: argparse.Namespace) -> int:
-    from api.serve import serve
+    from gristmill.supervisor.serve import serve
 
     return serve()
 
 
 def _create_key(args: argparse.Namespace) -> int:
-    from api.auth import create_key
     from gristmill.settings import get_settings
     from storage.db import migrate, session_scope
+    from storage.keys import create_key
 
     settings = get_settings()
     migrate(settings.resolved_database_url)
@@ -156,14 +150,14 @@ def _create_key(args: argparse.Namespace) -> int:
 
 
 def _embeddings_server(args: argparse.Namespace) -> int:
-    from api import embeddings_server
+    from gristmill.embeddings import server
 
     argv = []
     if args.host:
         argv += ["--host", args.host]
     if args.port:
         argv += ["--port", str(args.port)]
-    embeddings_server.main(argv)
+    server.main(argv)
     return 0
 
 
@@ -177,8 +171,3 @@ def _json_object(text: str | None, flag: str) -> dict:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{flag} must be a JSON object", code="invalid_json")
     return value
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-

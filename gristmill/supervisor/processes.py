@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
-
 from gristmill.errors import ServiceUnavailable
+from gristmill.probes import is_reachable, port_in_use
 from gristmill.settings import Settings
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -80,36 +78,10 @@ class ChildProcess:
             self.process.wait()
 
 
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        # As the servers themselves bind: a port left in TIME_WAIT by our last run counts as free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def is_reachable(url: str) -> bool:
-    """Something answers at `url` (a 4xx counts: the server is up)."""
-    try:
-        return httpx.get(url, timeout=2).status_code < 500
-    except httpx.HTTPError:
-        return False
-
-
-def answers_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def embeddings_server_process(settings: Settings, host: str, port: int) -> ChildProcess:
     return ChildProcess(
         name="embeddings server",
-        command=[sys.executable, "-m", "api.embeddings_server", "--host", host, "--port", str(port)],
+        command=[sys.executable, "-m", "gristmill.embeddings", "--host", host, "--port", str(port)],
         ready_url=f"http://{host}:{port}/healthz",
         log_path=settings.home / "logs" / "embeddings.log",
         listens_on=(host, port, "GRISTMILL_EMBEDDINGS_PORT"),

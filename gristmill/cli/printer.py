@@ -1,0 +1,56 @@
+"""How the CLI shows its answers: tables on stdout, progress on stderr, the same for both backends."""
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gristmill.cli.backend import IngestSummary, LibraryLine
+from gristmill.usecases.shapes import SearchResult
+
+progress_console = Console(stderr=True)
+
+
+def progress_bars(*, enabled: bool = True) -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=progress_console, transient=False, disable=not enabled)
+
+
+def print_summary(summary: IngestSummary) -> None:
+    table = Table(title=f"job {summary.job_id or '-'}: {summary.status}")
+    for column in ("input", "status", "chunks", "detail"):
+        table.add_column(column, overflow="fold")  # a user must see the whole path and the whole error
+    for line in summary.sources:
+        detail = line.error or "; ".join(line.warnings) or (
+            f"same content as {line.duplicate_of}" if line.duplicate_of else ""
+        )
+        table.add_row(str(line.input), line.status, str(line.chunks or 0), detail)
+    for error in summary.errors:
+        table.add_row(str(error.input), "error", "0", error.error["message"])
+    Console().print(table)
+    counts = ", ".join(f"{n} {name}" for name, n in summary.counts.items())
+    skipped = f", {len(summary.skipped)} skipped (unsupported type)" if summary.skipped else ""
+    Console().print(f"{counts}{skipped}")
+
+
+def print_results(results: list[SearchResult]) -> None:
+    table = Table()
+    for column in ("#", "score", "title", "where", "text"):
+        table.add_column(column)
+    for rank, result in enumerate(results, 1):
+        where = []
+        if result.metadata.get("page_start"):
+            where.append(f"p. {result.metadata['page_start']}")
+        if result.metadata.get("heading_path"):
+            where.append(" > ".join(result.metadata["heading_path"]))
+        text = " ".join(result.text.split())
+        table.add_row(str(rank), f"{result.score:.3f}", result.title or "", ", ".join(where), text[:160])
+    Console().print(table)
+
+
+def print_libraries(rows: list[LibraryLine]) -> None:
+    table = Table()
+    for column in ("name", "sources", "chunks", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, str(row.sources), str(row.chunks), row.description or "")
+    Console().print(table)

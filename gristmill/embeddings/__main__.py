@@ -1,0 +1,3 @@
+from gristmill.embeddings.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""What the REST API and the CLI both do: submit sources, search, manage libraries, start flow runs."""
