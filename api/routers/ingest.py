@@ -1,4 +1,3 @@
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, UploadFile, status
@@ -7,6 +6,7 @@ from api.auth import Writer
 from api.deps import SessionDep, SettingsDep, StarterDep
 from api.schemas import IngestAccepted, IngestBatch, IngestItem, ItemResultOut
 from gristmill.errors import Conflict, InvalidRequest, PayloadTooLarge
+from gristmill.metadata import metadata_from_json
 from gristmill.usecases.orchestration import JobStarter
 from gristmill.usecases.shapes import SourceSpec
 from gristmill.usecases.submission import Submission, submit
@@ -55,7 +55,7 @@ def upload_files(
     library = repository.get_library(session, principal.workspace_id, library_id)
     if external_id and len(file) != 1:
         raise InvalidRequest("external_id applies to a single file", code="single_file_only")
-    extra = _metadata_form(metadata)
+    extra = metadata_from_json(metadata, "metadata")
     limit = largest_size_limit(settings)
     specs = []
     for upload in file:
@@ -89,18 +89,6 @@ def _item_spec(item: IngestItem) -> SourceSpec:
         metadata=item.metadata,
         inline=True,
     )
-
-
-def _metadata_form(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidRequest(f"metadata is not valid JSON: {error}", code="invalid_metadata") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("metadata must be a JSON object", code="invalid_metadata")
-    return value
 
 
 def _keeps_duplicates(specs: list[SourceSpec]) -> bool:

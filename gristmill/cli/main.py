@@ -92,8 +92,9 @@ def _backend():
 def _ingest(args: argparse.Namespace) -> int:
     from gristmill.cli import printer
     from gristmill.cli.inputs import collect_specs
+    from gristmill.metadata import metadata_from_json
 
-    metadata = _json_object(args.metadata, "--metadata")
+    metadata = metadata_from_json(args.metadata, "--metadata")
     if (args.external_id or args.title) and len(args.inputs) != 1:
         raise InvalidRequest("--external-id and --title apply to a single input", code="single_input_only")
     specs, skipped = collect_specs(args.inputs, external_id=args.external_id, title=args.title, metadata=metadata)
@@ -159,15 +160,3 @@ def _embeddings_server(args: argparse.Namespace) -> int:
         argv += ["--port", str(args.port)]
     server.main(argv)
     return 0
-
-
-def _json_object(text: str | None, flag: str) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidRequest(f"{flag} is not valid JSON: {error}", code="invalid_json") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{flag} must be a JSON object", code="invalid_json")
-    return value
