@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import httpx
 
 from connectors.file import guess_content_type
+from connectors.outbound import OutboundPolicy, policy_for, send
 from gristmill.documents import FetchedContent
 from gristmill.errors import FetchError, GristmillError, InvalidRequest, PayloadTooLarge, TransientFetchError
 from gristmill.settings import Settings
@@ -39,17 +40,17 @@ def fetch_url(
         connect=settings.fetch_connect_timeout_seconds,
         pool=settings.fetch_connect_timeout_seconds,
     )
+    policy = policy_for(settings)
     with _client(client) as http, _translate_httpx_errors(url, settings):
-        request = http.build_request("GET", request_url, headers=headers, timeout=timeout)
-        response = _follow_redirects(http, request, settings.fetch_max_redirects)
+        page_url, response = _follow_redirects(http, policy, request_url, headers, timeout, settings.fetch_max_redirects)
         try:
             if response.status_code == 304 and (etag or last_modified):
                 return None
-            _raise_for_status(response)
-            data = _read_capped(response, max_bytes)
+            _raise_for_status(page_url, response)
+            data = _read_capped(page_url, response, max_bytes)
         finally:
             response.close()
-    return _fetched(response, data)
+    return _fetched(page_url, response, data)
 
 
 def _parse_url(url: str) -> httpx.URL:
@@ -75,82 +76,91 @@ def _client(client: httpx.Client | None) -> Iterator[httpx.Client]:
         yield owned
 
 
-def _follow_redirects(http: httpx.Client, request: httpx.Request, max_redirects: int) -> httpx.Response:
-    """Send `request`, following redirects ourselves so every hop is counted and its scheme checked."""
+def _follow_redirects(
+    http: httpx.Client,
+    policy: OutboundPolicy,
+    url: httpx.URL,
+    headers: dict[str, str],
+    timeout: httpx.Timeout,
+    max_redirects: int,
+) -> tuple[httpx.URL, httpx.Response]:
+    """GET `url`, following redirects ourselves so that every hop is counted, its scheme checked and
+    its address checked by the outbound policy; returns the final page's URL and its response."""
     hops: list[str] = []
     while True:
-        response = http.send(request, stream=True, follow_redirects=False)
-        next_request = response.next_request
-        if next_request is None:
-            return response
+        response = send(http, policy, "GET", url, headers=headers, timeout=timeout)
+        location = response.headers.get("Location") if response.is_redirect else None
+        if location is None:
+            return url, response
         response.close()
-        hops.append(str(response.url))
+        next_url = url.join(location)
+        hops.append(str(url))
         if len(hops) > max_redirects:
             raise FetchError(
-                f"{hops[0]} redirected more than {max_redirects} times; the last hop pointed to {next_request.url}.",
+                f"{hops[0]} redirected more than {max_redirects} times; the last hop pointed to {next_url}.",
                 code="too_many_redirects",
                 details={"redirects": hops, "max_redirects": max_redirects},
             )
-        if next_request.url.scheme not in _SCHEMES:
+        if next_url.scheme not in _SCHEMES:
             raise FetchError(
-                f"{response.url} redirected to {next_request.url}, which is not an http(s) URL.",
+                f"{url} redirected to {next_url}, which is not an http(s) URL.",
                 code="invalid_redirect",
-                details={"redirects": hops, "location": str(next_request.url)},
+                details={"redirects": hops, "location": str(next_url)},
             )
-        request = next_request
+        url = next_url
 
 
-def _raise_for_status(response: httpx.Response) -> None:
+def _raise_for_status(url: httpx.URL, response: httpx.Response) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
     reason = response.reason_phrase or "error"
-    details = {"url": str(response.url), "status_code": status}
+    details = {"url": str(url), "status_code": status}
     if status == 429 or status >= 500:
         if retry_after := response.headers.get("Retry-After"):
             details["retry_after"] = retry_after
         raise TransientFetchError(
-            f"{response.url} answered HTTP {status} {reason}; the fetch will be retried.",
+            f"{url} answered HTTP {status} {reason}; the fetch will be retried.",
             code=f"http_{status}",
             details=details,
         )
     raise FetchError(
-        f"{response.url} answered HTTP {status} {reason}. Check the URL and that it is publicly reachable.",
+        f"{url} answered HTTP {status} {reason}. Check the URL and that it is publicly reachable.",
         code=f"http_{status}",
         details=details,
     )
 
 
-def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+def _read_capped(url: httpx.URL, response: httpx.Response, max_bytes: int) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(response, int(declared), max_bytes)
+        raise _too_large(url, int(declared), max_bytes)
     body = bytearray()
     # Decoded bytes are counted, so a small gzip body that inflates past the limit is refused too.
     for piece in response.iter_bytes():
         body += piece
         if len(body) > max_bytes:
-            raise _too_large(response, None, max_bytes)
+            raise _too_large(url, None, max_bytes)
     return bytes(body)
 
 
-def _too_large(response: httpx.Response, size: int | None, max_bytes: int) -> PayloadTooLarge:
+def _too_large(url: httpx.URL, size: int | None, max_bytes: int) -> PayloadTooLarge:
     measured = f"declares {size:,} bytes" if size is not None else "sent more than that"
     return PayloadTooLarge(
-        f"{response.url} is too large: the limit is {max_bytes:,} bytes and it {measured}.",
+        f"{url} is too large: the limit is {max_bytes:,} bytes and it {measured}.",
         code="file_too_large",
-        details={"url": str(response.url), "size_bytes": size, "max_bytes": max_bytes},
+        details={"url": str(url), "size_bytes": size, "max_bytes": max_bytes},
     )
 
 
-def _fetched(response: httpx.Response, data: bytes) -> FetchedContent:
-    filename = _filename(response)
+def _fetched(url: httpx.URL, response: httpx.Response, data: bytes) -> FetchedContent:
+    filename = _filename(url, response)
     raw_type = response.headers.get("Content-Type", "")
     mime_type = raw_type.split(";", 1)[0].strip().lower()
     header = Message()
     header["Content-Type"] = raw_type
     metadata = {
-        "final_url": str(response.url),
+        "final_url": str(url),
         "status_code": response.status_code,
         "etag": response.headers.get("ETag"),
         "last_modified": response.headers.get("Last-Modified"),
@@ -163,20 +173,20 @@ def _fetched(response: httpx.Response, data: bytes) -> FetchedContent:
         data=data,
         # Without a Content-Type header the extension is the only hint before the parse stage sniffs.
         content_type=mime_type if "/" in mime_type else guess_content_type(filename),
-        uri=str(response.url),
+        uri=str(url),
         filename=filename,
         metadata=metadata,
     )
 
 
-def _filename(response: httpx.Response) -> str | None:
+def _filename(url: httpx.URL, response: httpx.Response) -> str | None:
     if disposition := response.headers.get("Content-Disposition"):
         header = Message()
         header["Content-Disposition"] = disposition
         # get_filename() decodes RFC 2231 `filename*=UTF-8''...` as well as plain `filename=`.
         if name := header.get_filename():
             return _basename(name)
-    return _basename(unquote(response.url.path))
+    return _basename(unquote(url.path))
 
 
 def _basename(name: str) -> str | None:

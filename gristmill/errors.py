@@ -43,6 +43,14 @@ class InvalidRequest(GristmillError):
     default_code = "invalid_request"
 
 
+class BlockedUrl(GristmillError):
+    """A URL whose host is an address Gristmill does not send requests to (loopback, private, metadata...)."""
+
+    type = "invalid_request"
+    status = 400
+    default_code = "blocked_url"
+
+
 class AuthenticationFailed(GristmillError):
     """No API key, or one that is unknown or revoked."""
 

@@ -1,9 +1,10 @@
 """Every knob Gristmill has, read from `GRISTMILL_*` environment variables."""
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gristmill.embedding_models import DEFAULT_DIMENSIONS, DEFAULT_MODEL, packaged_tokenizer_path
@@ -42,6 +43,11 @@ class Settings(BaseSettings):
     fetch_read_timeout_seconds: float = Field(30.0, description="URL fetch read timeout.")
     fetch_max_redirects: int = Field(5, description="Redirects followed when fetching a URL.")
     fetch_user_agent: str = Field("Gristmill/0.1 (+self-hosted ingestion)", description="User-Agent for fetches.")
+    fetch_allowed_networks: str | None = Field(
+        None,
+        description="Comma-separated CIDRs that URL sources, redirects and webhooks may reach besides public "
+        "addresses (e.g. `127.0.0.0/8,10.1.0.0/16`); unset, the CLI's standalone mode allows loopback.",
+    )
 
     max_inline_bytes: int = Field(1 * MB, description="Largest inline `content` accepted.")
     max_pdf_bytes: int = Field(20 * MB, description="Largest PDF accepted.")
@@ -68,6 +74,16 @@ class Settings(BaseSettings):
     url: str | None = Field(None, description="A running Gristmill service for the CLI to talk to.")
     api_key: str | None = Field(None, description="API key the CLI sends to `url`.")
 
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str | None) -> str | None:
+        parse_networks(value)
+        return value
+
+    @property
+    def allowed_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return parse_networks(self.fetch_allowed_networks)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'gristmill.db').resolve()}"
@@ -83,6 +99,18 @@ class Settings(BaseSettings):
     @property
     def resolved_tokenizer_path(self) -> Path:
         return self.tokenizer_path or packaged_tokenizer_path()
+
+
+def parse_networks(text: str | None) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated CIDRs (`127.0.0.0/8,10.1.0.0/16`); a bare address is one host."""
+    networks = []
+    for part in (text or "").split(","):
+        if part.strip():
+            try:
+                networks.append(ip_network(part.strip(), strict=False))
+            except ValueError as error:
+                raise ValueError(f"{part.strip()!r} is not a network in CIDR notation: {error}") from None
+    return tuple(networks)
 
 
 @lru_cache

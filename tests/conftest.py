@@ -13,6 +13,9 @@ import pytest
 
 from gristmill.environment import FORCED
 
+# The loopback HTTP server tests fetch from is an internal address: allowed where a test fetches from it.
+LOOPBACK = "127.0.0.0/8"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -90,6 +93,7 @@ def gristmill_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_embeddi
     home = tmp_path / "gristmill"
     monkeypatch.setenv("GRISTMILL_HOME", str(home))
     monkeypatch.setenv("GRISTMILL_EMBEDDINGS_URL", test_embeddings_url)
+    monkeypatch.setenv("GRISTMILL_FETCH_ALLOWED_NETWORKS", LOOPBACK)
     get_settings.cache_clear()
     migrate(get_settings().resolved_database_url)
     yield home

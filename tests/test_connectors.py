@@ -14,6 +14,7 @@ from connectors.inline import read_blob, read_inline
 from connectors.url import fetch_url
 from gristmill.errors import FetchError, InvalidRequest, PayloadTooLarge, TransientFetchError
 from gristmill.settings import Settings
+from tests.conftest import LOOPBACK
 from tests.http_server import LoopbackServer, Reply
 
 
@@ -26,6 +27,7 @@ def server():
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
+        fetch_allowed_networks=LOOPBACK,  # the test server listens there
         home=tmp_path,
         fetch_connect_timeout_seconds=2.0,
         fetch_read_timeout_seconds=0.3,

@@ -11,6 +11,7 @@ from gristmill.settings import Settings
 from tasks.fetch import fetch_source, fetch_task
 from tasks.parse.formats import largest_size_limit
 from tasks.retries import retry_if_retryable as is_retryable_failure
+from tests.conftest import LOOPBACK
 from tests.http_server import LoopbackServer
 
 
@@ -22,7 +23,7 @@ def server():
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", fetch_read_timeout_seconds=2.0)
+    return Settings(home=tmp_path / "home", fetch_read_timeout_seconds=2.0, fetch_allowed_networks=LOOPBACK)
 
 
 def test_inline_source_reads_its_blob_relative_to_the_blob_dir(settings: Settings):

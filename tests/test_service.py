@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from flows.ingest import flow_run_process_name
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import LOOPBACK, free_port, wait_for_http
 from tests.http_server import LoopbackServer
 
 pytestmark = pytest.mark.slow
@@ -42,6 +42,7 @@ def service(prefect_server: str, tmp_path_factory: pytest.TempPathFactory):
         "GRISTMILL_EMBEDDINGS_PORT": str(embeddings_port),
         "GRISTMILL_EMBEDDINGS_URL": f"http://127.0.0.1:{embeddings_port}/v1",
         "GRISTMILL_RECONCILE_INTERVAL_SECONDS": "1",
+        "GRISTMILL_FETCH_ALLOWED_NETWORKS": LOOPBACK,
     }
     log = open(home / "serve.out", "wb")
     process = subprocess.Popen(
@@ -241,6 +242,26 @@ def test_limits_and_malformed_bodies(service: Service) -> None:
         assert long_id.status_code == 422
         missing = client.post("/v1/libraries/nope/ingest", json={"content": "a"})
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "library_not_found"
+
+
+def test_internal_addresses_are_refused_at_submission_and_on_every_redirect(service: Service, web: LoopbackServer) -> None:
+    """The service allows only loopback (the test's web server) besides public addresses."""
+    web.redirect("/to-metadata", "http://169.254.169.254/latest/meta-data/")
+    with service.client() as client:
+        lib = create_library(client, "outbound")["id"]
+        metadata = client.post(f"/v1/libraries/{lib}/ingest", json={"url": "http://169.254.169.254/latest/meta-data/"})
+        assert metadata.status_code == 400, metadata.text
+        assert metadata.json()["error"]["code"] == "blocked_url"
+        batch = client.post(f"/v1/libraries/{lib}/ingest", json={"items": [
+            {"url": "http://10.0.0.7/"}, {"url": web.url("/to-metadata")},
+        ]}).json()
+        assert [r["status"] for r in batch["results"]] == ["error", "queued"]
+        assert batch["results"][0]["error"]["code"] == "blocked_url"
+        job = wait_for_job(client, batch["job_id"])
+        source = client.get(f"/v1/sources/{batch['results'][1]['source_id']}").json()
+    assert job["status"] == "failed"
+    assert source["status"] == "failed" and source["error_code"] == "blocked_url"
+    assert "169.254.169.254" in source["error"]
 
 
 def test_killed_flow_run_is_reconciled_and_retry_succeeds(service: Service) -> None:

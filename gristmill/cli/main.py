@@ -5,6 +5,7 @@ Each command imports what it needs when it runs: `gristmill --help` must not wai
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -75,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Standalone, the CLI fetches what its user could fetch anyway: pages on this machine included.
+STANDALONE_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
+
+
 def _backend():
     """The running service named by GRISTMILL_URL, or this process (standalone)."""
     from gristmill.settings import get_settings
@@ -86,6 +91,11 @@ def _backend():
         return RemoteBackend(settings)
     from gristmill.cli.standalone import StandaloneBackend
 
+    if settings.fetch_allowed_networks is None:
+        # Through the environment, so that the flow run this process starts reads it too.
+        os.environ["GRISTMILL_FETCH_ALLOWED_NETWORKS"] = STANDALONE_ALLOWED_NETWORKS
+        get_settings.cache_clear()
+        settings = get_settings()
     return StandaloneBackend(settings)
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from sqlmodel import Session
 
+from connectors.outbound import policy_for
 from gristmill.documents import FetchedContent
 from gristmill.errors import GristmillError, PayloadTooLarge
 from gristmill.settings import Settings
@@ -73,9 +74,11 @@ def url_external_id(url: str) -> str:
 def _accept(
     session: Session, settings: Settings, library: Library, spec: SourceSpec, index: int
 ) -> tuple[Source, ItemResult]:
-    if spec.origin == "url" and spec.uri and not spec.external_id:
-        # Ingesting a URL again updates its source instead of adding a second copy; the re-sync relies on it.
-        spec.external_id = url_external_id(spec.uri)
+    if spec.origin == "url" and spec.uri:
+        policy_for(settings).check_url(spec.uri)  # what can be told now; the fetch checks the address it connects to
+        if not spec.external_id:
+            # Ingesting a URL again updates its source instead of adding a second copy; the re-sync relies on it.
+            spec.external_id = url_external_id(spec.uri)
     source = Source(
         id=new_id(),
         workspace_id=library.workspace_id,
