@@ -69,6 +69,7 @@ KINDS = ("paraphrase", "identifier", "distractor")
 MODES = ("hybrid", "vector", "keyword")
 PIPELINES = ("gristmill", "naive", "llamaindex")
 LIMIT = 10  # results asked for per query: MRR@10 needs ten
+INGEST_TIMEOUT = 6 * 3600  # seconds; a quiet 2-core machine needs about 5 minutes for the 241 pages
 FAIR_WORDS = 500
 
 # The naive baseline, as issue 13 describes it.
@@ -298,7 +299,9 @@ class Gristmill:
             # By source id, not by uri: the service may keep or flatten the folders in a file name.
             for item in body["results"]:
                 self.page_of_source[item["source_id"]] = batch[item["index"]].rel
-        jobs = wait_for_jobs(self.client, job_ids, poll=1.0)
+        # wait_for_jobs gives up after an hour by default; on a loaded machine (load 25 on 2026-12-02)
+        # 241 pages took longer than that.
+        jobs = wait_for_jobs(self.client, job_ids, poll=1.0, timeout=INGEST_TIMEOUT)
         seconds = time.perf_counter() - started
         failed = [f"job {j['id']}: {j['status']} {j['counts']}" for j in jobs.values() if j["status"] != "completed"]
         self.texts = self.chunk_texts()
