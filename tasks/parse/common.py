@@ -181,3 +181,15 @@ def page_list(pages: list[int]) -> str:
     if start is not None:
         ranges.append(f"{start}" if start == prev else f"{start}-{prev}")
     return ", ".join(ranges)
+
+
+def table_markdown(rows: list[list[str]]) -> str:
+    """Table rows as a Markdown table, the first row taken as the header."""
+    rows = [[cell.replace("|", "\\|") for cell in row] for row in rows if any(row)]
+    if not rows:
+        return ""
+    width = max(len(row) for row in rows)
+    rows = [row + [""] * (width - len(row)) for row in rows]
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)
