@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gristmill.documents import indexed_text
 from gristmill.errors import StorageError
 
 HEADING_SEPARATOR = " > "
@@ -51,6 +52,11 @@ class ChunkRow:
     char_end: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the chunk's own (row_start, language, ...)
     source_metadata: Mapping[str, Any] = field(default_factory=dict)  # what the user attached to the source
+    context: str = ""  # the context header embedded and keyword-indexed with `text` (Chunk.context)
+
+    @property
+    def indexed_text(self) -> str:
+        return indexed_text(self.context, self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +110,18 @@ def chunk_schema(dim: int) -> pa.Schema:
             pa.field("metadata_json", pa.string(), nullable=False),
             pa.field("tags", pa.list_(pa.string()), nullable=False),
             pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            *INDEXED_TEXT_FIELDS,
         ]
     )
+
+
+# Added after the first tables were made; `chunk_tables` adds them to an older table when it opens it
+# (context "" and search_text = text: what those rows were embedded and indexed from).
+INDEXED_TEXT_FIELDS = (
+    pa.field("context", pa.string(), nullable=False),
+    pa.field("search_text", pa.string(), nullable=False),  # indexed_text(context, text): what was embedded
+)
+INDEXED_TEXT_DEFAULTS = {"context": "''", "search_text": "text"}  # SQL, for rows stored before
 
 
 def vector_dim(schema: pa.Schema) -> int:
@@ -113,7 +129,7 @@ def vector_dim(schema: pa.Schema) -> int:
 
 
 def text_hash(text: str) -> str:
-    """Key of a chunk's text in the embedding cache (see ChunkStore.vectors_by_text_hash)."""
+    """Key of an embedded text (a chunk's indexed_text) in the embedding cache (ChunkStore.vectors_by_text_hash)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -178,10 +194,12 @@ def rows_to_arrow(
         "page_end": [row.page_end for row in rows],
         "char_start": [row.char_start for row in rows],
         "char_end": [row.char_end for row in rows],
-        "text_hash": [text_hash(row.text) for row in rows],
+        "text_hash": [text_hash(row.indexed_text) for row in rows],
         "metadata_json": [_metadata_json(row) for row in rows],
         "tags": [metadata_tags(row.source_metadata, row.metadata) for row in rows],
         "created_at": [now] * n,
+        "context": [row.context for row in rows],
+        "search_text": [row.indexed_text for row in rows],
     }
     return pa.table(columns, schema=chunk_schema(dim))
 

@@ -72,7 +72,7 @@ def keyword_rows(table: Table, text: str, limit: int, where: str | None) -> list
     if not text.strip():
         return []
     # A MatchQuery is not parsed as query syntax, so user text cannot turn into field or boolean operators.
-    query = table.search(MatchQuery(text, "text"), query_type="fts")
+    query = table.search(MatchQuery(text, "search_text"), query_type="fts")
     if where:
         query = query.where(where, prefilter=True)
     return query.select([*ROW_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()

@@ -32,7 +32,7 @@ from storage.chunk_records import (
     views_from_records,
 )
 from storage.chunk_search import build_filter, run_search, sql_literal, validate_query
-from storage.chunk_tables import LANCE_ERRORS, TableCache, table_name, translate_errors
+from storage.chunk_tables import FULL_TEXT_INDEX, LANCE_ERRORS, TableCache, table_name, translate_errors
 
 __all__ = [
     "ChunkRow",
@@ -281,7 +281,7 @@ class ChunkStore:
             with self._tables.locked("write", name):  # compaction would conflict with a concurrent merge
                 self._refresh(name, table)
             vector = table.index_stats(_VECTOR_INDEX)
-            text = table.index_stats("text_idx")
+            text = table.index_stats(FULL_TEXT_INDEX)
             return IndexState(
                 rows=rows,
                 vector_index=vector.index_type if vector else None,
@@ -292,7 +292,7 @@ class ChunkStore:
         """Keep the full-text and scalar indexes current; a failed refresh never fails the write."""
         self._writes_since_refresh[name] += 1
         try:
-            stats = table.index_stats("text_idx")
+            stats = table.index_stats(FULL_TEXT_INDEX)
             unindexed = stats.num_unindexed_rows if stats else 0
             if unindexed >= self.refresh_after_rows or self._writes_since_refresh[name] >= self.refresh_after_writes:
                 self._refresh(name, table)

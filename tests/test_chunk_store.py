@@ -315,7 +315,7 @@ def test_rows_written_after_the_full_text_index_is_built_are_found(tmp_path: Pat
     store.replace_source(LIB, "src1", rows(["indexed albatross"]), dim=DIM)
     assert store.ensure_indexes(LIB, vector_index_min_rows=10**9).unindexed_rows == 0
     store.replace_source(LIB, "src2", rows(["late cormorant"], seed=5), dim=DIM)
-    assert lance_table(tmp_path).index_stats("text_idx").num_unindexed_rows == 1
+    assert lance_table(tmp_path).index_stats("search_text_idx").num_unindexed_rows == 1
     assert ids(store.search(LIB, query_text="cormorant", query_vector=None, mode="keyword", limit=5)) == ["src2:0"]
     assert ids(store.search(LIB, query_text="albatross", query_vector=None, mode="keyword", limit=5)) == ["src1:0"]
 
@@ -323,9 +323,9 @@ def test_rows_written_after_the_full_text_index_is_built_are_found(tmp_path: Pat
 def test_writes_refresh_the_full_text_index_past_the_threshold(tmp_path: Path) -> None:
     store = ChunkStore(str(tmp_path), refresh_after_rows=5, refresh_after_writes=10_000)
     store.replace_source(LIB, "src1", rows(["a b", "c d", "e f"]), dim=DIM)
-    assert lance_table(tmp_path).index_stats("text_idx").num_unindexed_rows == 3
+    assert lance_table(tmp_path).index_stats("search_text_idx").num_unindexed_rows == 3
     store.replace_source(LIB, "src2", rows(["g h", "i j", "k l"], seed=5), dim=DIM)
-    assert lance_table(tmp_path).index_stats("text_idx").num_unindexed_rows == 0
+    assert lance_table(tmp_path).index_stats("search_text_idx").num_unindexed_rows == 0
 
 
 def test_ensure_indexes_builds_a_vector_index_over_the_threshold(tmp_path: Path) -> None:
@@ -394,7 +394,7 @@ def test_a_table_made_before_an_index_was_added_gets_it_at_its_next_write(tmp_pa
     ChunkStore(str(tmp_path)).replace_source(LIB, "old", rows(["written by an older version"]), dim=DIM)
     lance_table(tmp_path).drop_index("text_hash_idx")
     ChunkStore(str(tmp_path)).replace_source(LIB, "new", rows(["written now"], seed=3), dim=DIM)  # as a new process
-    assert {"text_idx", "source_id_idx", "external_id_idx", "text_hash_idx", "tags_idx"} <= {
+    assert {"search_text_idx", "source_id_idx", "external_id_idx", "text_hash_idx", "tags_idx"} <= {
         index.name for index in lance_table(tmp_path).list_indices()
     }
 
