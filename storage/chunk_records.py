@@ -61,7 +61,10 @@ class ChunkRow:
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """A chunk found by a search; `score` is comparable within one answer only, higher is better."""
+    """A chunk found by a search, its text running on into the neighbours it is returned with.
+
+    `score`, higher is better, is on its mode's scale (storage/chunk_search.py): cosine similarity
+    (vector), BM25 (keyword), a weighted sum of both (hybrid)."""
 
     chunk_id: str
     source_id: str
@@ -248,17 +251,50 @@ def _public_metadata(record: Mapping[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-def hit_from_record(record: Mapping[str, Any], score: float) -> SearchHit:
+def hit_from_record(
+    record: Mapping[str, Any], score: float, span: Sequence[Mapping[str, Any]] = ()
+) -> SearchHit:
+    """A hit on `record`; with `span` (consecutive chunks of its source, itself among them) its text
+    is theirs, joined as the document has them, and its pages and offsets cover them all."""
+    metadata = _public_metadata(record)
+    text = record["text"]
+    if len(span) > 1:
+        text = span_text(span)
+        pages = [p for r in span for p in (r["page_start"], r["page_end"]) if p is not None]
+        offsets = [r for r in span if r["char_start"] is not None and r["char_end"] is not None]
+        metadata.update(
+            page_start=min(pages) if pages else None,
+            page_end=max(pages) if pages else None,
+            char_start=offsets[0]["char_start"] if offsets else None,
+            char_end=offsets[-1]["char_end"] if offsets else None,
+            chunk_indexes=[r["chunk_index"] for r in span],
+        )
     return SearchHit(
         chunk_id=record["chunk_id"],
         source_id=record["source_id"],
         external_id=record["external_id"] or None,
         title=record["title"],
         uri=record["uri"],
-        text=record["text"],
+        text=text,
         score=float(score),
-        metadata=_public_metadata(record),
+        metadata=metadata,
     )
+
+
+def span_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Consecutive chunks' texts as one text: a piece that repeats the end of the one before (the
+    overlap of a split block) is not repeated, and chunks made of whole blocks are a blank line apart,
+    as in the document."""
+    text = rows[0]["text"]
+    for previous, row in zip(rows, rows[1:]):
+        end, start = previous["char_end"], row["char_start"]
+        if end is not None and start is not None and start < end:
+            text += row["text"][end - start :]
+        elif end is not None and start is not None and start - end != 2:
+            text += " " + row["text"]  # a block split between sentences or words
+        else:
+            text += "\n\n" + row["text"]
+    return text
 
 
 def views_from_records(records: Iterable[Mapping[str, Any]]) -> list[ChunkView]:

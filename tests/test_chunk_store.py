@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gristmill.errors import InvalidRequest, StorageError
-from storage.chunks import ChunkRow, ChunkStore, ChunkView
+from storage.chunks import ChunkRow, ChunkStore, ChunkView, text_hash
 
 DIM = 8
 LIB = "3f2c9a1e-lib"
@@ -266,8 +266,35 @@ def test_hybrid_search_puts_the_chunk_both_legs_agree_on_first(library: ChunkSto
     # "kestrel" matches birds:0 and quotes:0; the vector is near quotes:0 only.
     hits = library.search(LIB, query_text="kestrel", query_vector=near(20), mode="hybrid", limit=3)
     assert ids(hits)[:2] == ["quotes:0", "birds:0"]
-    assert hits[0].score == pytest.approx(2 / 61)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    cosine = {h.chunk_id: h.score for h in library.search(LIB, query_text="", query_vector=near(20), mode="vector", limit=10)}
+    bm25 = {h.chunk_id: h.score for h in library.search(LIB, query_text="kestrel", query_vector=None, mode="keyword", limit=10)}
+    for hit in hits:
+        expected = 0.5 * cosine[hit.chunk_id] + 0.5 * bm25.get(hit.chunk_id, 0.0) / max(bm25.values())
+        assert hit.score == pytest.approx(expected, abs=1e-6)
+
+    fused = library.search(LIB, query_text="kestrel", query_vector=near(20), mode="hybrid", limit=3, fusion="rrf")
+    assert ids(fused)[:2] == ["quotes:0", "birds:0"]
+    assert fused[0].score == pytest.approx(2 / 61)
+
+
+def test_min_score_leaves_out_hits_below_it_on_the_mode_s_scale(library: ChunkStore) -> None:
+    every = library.search(LIB, query_text="", query_vector=near(20), mode="vector", limit=10)
+    threshold = every[2].score
+    kept = library.search(LIB, query_text="", query_vector=near(20), mode="vector", limit=10, min_score=threshold)
+    assert ids(kept) == [h.chunk_id for h in every if h.score >= threshold]
+    assert len(kept) >= 3
+
+
+def test_a_hit_comes_with_its_neighbours_as_one_span_and_overlapping_hits_fold(library: ChunkStore) -> None:
+    chunks = {c.chunk_index: c for c in library.list_chunks(LIB, "birds")}
+    hits = library.search(LIB, query_text="", query_vector=near(0), mode="vector", limit=10, neighbours=(0, 1))
+    first = hits[0]
+    assert first.chunk_id == "birds:0"
+    assert first.text == chunks[0].text + "\n\n" + chunks[1].text
+    assert first.metadata["chunk_indexes"] == [0, 1]
+    assert "birds:1" not in ids(hits)  # inside the first hit's text already
+    assert len(ids(hits)) == len(set(ids(hits)))
 
 
 def test_search_filters_by_source_and_external_id(library: ChunkStore) -> None:
@@ -417,3 +444,25 @@ def test_the_embedding_cache_holds_only_the_texts_of_stored_chunks(store: ChunkS
     store.delete_source(LIB, "other")
     assert cached("kept paragraph", "old paragraph", "new paragraph") == set()
     assert store.count(LIB) == 0
+
+
+def test_a_table_made_before_the_context_header_gains_its_columns_and_keeps_its_cache(tmp_path: Path) -> None:
+    from lancedb.index import FTS
+
+    from storage.chunk_records import INDEXED_TEXT_FIELDS, chunk_schema, rows_to_arrow
+
+    old_columns = [f.name for f in chunk_schema(DIM) if f not in INDEXED_TEXT_FIELDS]
+    data = rows_to_arrow(rows(["the old kestrel row"]), library_id=LIB, source_id="old", external_id=None, dim=DIM)
+    data = data.select(old_columns)
+    table = lancedb.connect(str(tmp_path)).create_table(f"chunks_{LIB}", data=data)
+    table.create_index("text", config=FTS(), name="text_idx")
+
+    store = ChunkStore(str(tmp_path))
+    hits = store.search(LIB, query_text="kestrel", query_vector=None, mode="keyword", limit=5)
+    assert ids(hits) == ["old:0"]
+    assert hits[0].text == "the old kestrel row"
+    assert set(store.vectors_by_text_hash(LIB, [text_hash("the old kestrel row")])) == {text_hash("the old kestrel row")}
+    store.replace_source(LIB, "new", [ChunkRow(0, "a new kestrel row", unit(3), "ws1", context="Birds")], dim=DIM)
+    assert sorted(ids(store.search(LIB, query_text="birds", query_vector=None, mode="keyword", limit=5))) == ["new:0"]
+    names = {index.name for index in lance_table(tmp_path).list_indices()}
+    assert "search_text_idx" in names and "text_idx" not in names
