@@ -192,7 +192,7 @@ def _ranked(
         keyword_leg = keyword_rows(table, query_text, candidates, where, with_vectors=linear)
         vector_leg = future.result()
     if linear:
-        return linear_fuse(vector_leg, keyword_leg, query_vector, depth)
+        return linear_fuse(vector_leg, keyword_leg, query_vector, depth, weight=HYBRID_VECTOR_WEIGHT)
     return rrf_fuse([vector_leg, keyword_leg], depth)
 
 

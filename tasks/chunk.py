@@ -109,7 +109,7 @@ def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, 
     for heading_path, blocks in _block_groups(document, tokenizer, budget):
         header, header_tokens = _header(document.title, heading_path, tokenizer)
         # The header's tokens come out of the text's budget (never below half of it).
-        room = max(budget - header_tokens, budget // 2, 1)
+        room = max(budget - header_tokens, _smallest_room(budget))
         counts = [b.n_tokens for b in blocks]
         for a, b in _pack(counts, [x.text for x in blocks], room):
             first, last = blocks[a], blocks[b - 1]
@@ -176,8 +176,14 @@ def _block_groups(document: Document, tokenizer: Tokenizer, budget: int) -> list
         if not groups or groups[-1][0] != heading_path:
             groups.append((heading_path, []))
         n_tokens = len(encoding.ids)
-        groups[-1][1].append(_Block(block_text, start, section_index, n_tokens, encoding if n_tokens > budget else None))
+        # A block over the smallest room a header can leave must be splittable at its tokens.
+        keep = n_tokens > _smallest_room(budget)
+        groups[-1][1].append(_Block(block_text, start, section_index, n_tokens, encoding if keep else None))
     return groups
+
+
+def _smallest_room(budget: int) -> int:
+    return max(budget - HEADER_MAX_TOKENS, budget // 2, 1)
 
 
 def _header(title: str | None, heading_path: list[str], tokenizer: Tokenizer) -> tuple[str, int]:

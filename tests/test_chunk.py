@@ -71,12 +71,15 @@ def test_the_context_header_is_title_and_heading_path_and_its_tokens_come_out_of
         sections=[
             Section(blocks=[words(127, seed=1), words(127, seed=2)], heading_path=["Guide", "Install"]),
             Section(blocks=[words(300, seed=3)], heading_path=["Guide", "Install", "On Debian"]),
+            Section(blocks=[words(252, seed=4)], heading_path=["Guide", "Upgrade"]),  # fits alone, not with the header
         ],
         content_format="markdown",
         title="Guide",
     )
     chunks = chunk(document)
-    assert [c.context for c in chunks] == ["Guide > Install"] * 2 + ["Guide > Install > On Debian"] * 2
+    assert [c.context for c in chunks] == (
+        ["Guide > Install"] * 2 + ["Guide > Install > On Debian"] * 2 + ["Guide > Upgrade"] * 2
+    )
     assert [c.token_count for c in chunks[:2]] == [127, 127]  # 254 together, less the header's 3
     for c in chunks:
         assert c.indexed_text == f"{c.context}\n\n{c.text}"
