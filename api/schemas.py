@@ -206,7 +206,7 @@ class SearchRequest(BaseModel):
         None,
         allow_inf_nan=False,
         description="Leave out results scoring below this, on the mode's scale: cosine similarity (vector, "
-        "-1 to 1), BM25 (keyword, 0 and up), 0.5 x cosine + 0.5 x BM25 relative to the query's best (hybrid, "
+        "-1 to 1), BM25 (keyword, 0 and up), 0.7 x cosine + 0.3 x BM25 relative to the query's best (hybrid, "
         "about 0 to 1).",
     )
 

@@ -74,6 +74,8 @@ def build_store(pages: Sequence[Page], *, header: bool, directory: str) -> tuple
         ]
         store.replace_source(LIBRARY, source_id, rows, dim=vectors.shape[1])
         chunk_count += len(rows)
+        if number % 10 == 9:
+            print(f"   {number + 1} pages, {chunk_count} chunks", flush=True)
     store.ensure_indexes(LIBRARY, vector_index_min_rows=10**9)
     return store, page_of_source, chunk_count
 
@@ -98,6 +100,7 @@ def evaluate(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit-pages", type=int, default=80)
+    parser.add_argument("--no-header-run", action="store_true", help="skip the variant without the context header")
     args = parser.parse_args(argv)
     forbid_network()
     quiet_model_loading()
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as with_dir, tempfile.TemporaryDirectory() as without_dir:
-        for header, directory in ((True, with_dir), (False, without_dir)):
+        runs = ((True, with_dir),) if args.no_header_run else ((True, with_dir), (False, without_dir))
+        for header, directory in runs:
             store, page_of_source, count = build_store(pages, header=header, directory=directory)
             print(f"header {header}: {count} chunks after {time.perf_counter() - started:.0f} s", flush=True)
             variants = [(m, "linear", 0.5, (0, 0)) for m in ("vector", "keyword")]

@@ -28,7 +28,7 @@ from storage.chunk_records import ROW_COLUMNS, SearchHit, hit_from_record, metad
 
 # Reciprocal rank fusion constant from Cormack et al. (2009); LanceDB's RRFReranker uses it too.
 RRF_K = 60
-HYBRID_VECTOR_WEIGHT = 0.5
+HYBRID_VECTOR_WEIGHT = 0.7  # bench/README.md, "Retrieval choices": 0.5 lost paraphrases to one-word keyword matches
 # Each hybrid leg fetches more than `limit` so a chunk ranked modestly by both legs can still win.
 HYBRID_CANDIDATES_MIN = 20
 MATCH_NOTHING = "FALSE"
