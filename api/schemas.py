@@ -202,6 +202,13 @@ class SearchRequest(BaseModel):
     limit: int = Field(10, ge=1, le=100)
     mode: SearchMode = DEFAULT_SEARCH_MODE
     filter: SearchFilter | None = None
+    min_score: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="Leave out results scoring below this, on the mode's scale: cosine similarity (vector, "
+        "-1 to 1), BM25 (keyword, 0 and up), 0.7 x cosine + 0.3 x BM25 relative to the query's best (hybrid, "
+        "about 0 to 1).",
+    )
 
 
 class SearchResponse(BaseModel):

@@ -101,7 +101,7 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
         if not chunks:
             raise ParseError("the document has no text to index", code="no_text")
         progress.stage(SourceStatus.embedding, progress_total=len(chunks), progress_current=0)
-        vectors = embed_task(library.id, quote([c.text for c in chunks]), settings, on_progress=progress.embedded)
+        vectors = embed_task(library.id, quote([c.indexed_text for c in chunks]), settings, on_progress=progress.embedded)
         upsert_task(library, progress.reload(), quote(chunks), quote(vectors), settings)
         return progress.stored(chunks, with_warnings=with_warnings)
     except GristmillError as error:

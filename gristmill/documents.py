@@ -53,16 +53,41 @@ class Document:
         return "\n\n".join(s.text for s in self.sections if s.text)
 
 
+def context_header(title: str | None, heading_path: list[str]) -> str:
+    """The line that says where a chunk sits: "Title > Heading > Subheading" (a heading equal to the
+    part before it is said once)."""
+    parts: list[str] = []
+    for part in (title, *heading_path):
+        part = " ".join((part or "").split())
+        if part and (not parts or parts[-1] != part):
+            parts.append(part)
+    return " > ".join(parts)
+
+
+def indexed_text(context: str, text: str) -> str:
+    """What is embedded and keyword-indexed for a chunk: its context header, a blank line, its text."""
+    return f"{context}\n\n{text}" if context else text
+
+
 @dataclass
 class Chunk:
-    """A piece of a document small enough to embed, with where it came from."""
+    """A piece of a document small enough to embed, with where it came from.
+
+    `text` is the document's own text; `context` (title and heading path, see `context_header`)
+    goes with it into the embedding and the keyword index, never into what a search returns.
+    """
 
     index: int
     text: str
-    token_count: int
+    token_count: int  # of `text`; with the context header the model reads at most its window
     heading_path: list[str] = field(default_factory=list)
     page_start: int | None = None
     page_end: int | None = None
     char_start: int | None = None  # offsets into Document.text
     char_end: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    context: str = ""
+
+    @property
+    def indexed_text(self) -> str:
+        return indexed_text(self.context, self.text)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gristmill.documents import indexed_text
 from gristmill.errors import StorageError
 
 HEADING_SEPARATOR = " > "
@@ -51,11 +52,19 @@ class ChunkRow:
     char_end: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the chunk's own (row_start, language, ...)
     source_metadata: Mapping[str, Any] = field(default_factory=dict)  # what the user attached to the source
+    context: str = ""  # the context header embedded and keyword-indexed with `text` (Chunk.context)
+
+    @property
+    def indexed_text(self) -> str:
+        return indexed_text(self.context, self.text)
 
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """A chunk found by a search; `score` is comparable within one answer only, higher is better."""
+    """A chunk found by a search, its text running on into the neighbours it is returned with.
+
+    `score`, higher is better, is on its mode's scale (storage/chunk_search.py): cosine similarity
+    (vector), BM25 (keyword), a weighted sum of both (hybrid)."""
 
     chunk_id: str
     source_id: str
@@ -104,8 +113,18 @@ def chunk_schema(dim: int) -> pa.Schema:
             pa.field("metadata_json", pa.string(), nullable=False),
             pa.field("tags", pa.list_(pa.string()), nullable=False),
             pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            *INDEXED_TEXT_FIELDS,
         ]
     )
+
+
+# Added after the first tables were made; `chunk_tables` adds them to an older table when it opens it
+# (context "" and search_text = text: what those rows were embedded and indexed from).
+INDEXED_TEXT_FIELDS = (
+    pa.field("context", pa.string(), nullable=False),
+    pa.field("search_text", pa.string(), nullable=False),  # indexed_text(context, text): what was embedded
+)
+INDEXED_TEXT_DEFAULTS = {"context": "''", "search_text": "text"}  # SQL, for rows stored before
 
 
 def vector_dim(schema: pa.Schema) -> int:
@@ -113,7 +132,7 @@ def vector_dim(schema: pa.Schema) -> int:
 
 
 def text_hash(text: str) -> str:
-    """Key of a chunk's text in the embedding cache (see ChunkStore.vectors_by_text_hash)."""
+    """Key of an embedded text (a chunk's indexed_text) in the embedding cache (ChunkStore.vectors_by_text_hash)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -178,10 +197,12 @@ def rows_to_arrow(
         "page_end": [row.page_end for row in rows],
         "char_start": [row.char_start for row in rows],
         "char_end": [row.char_end for row in rows],
-        "text_hash": [text_hash(row.text) for row in rows],
+        "text_hash": [text_hash(row.indexed_text) for row in rows],
         "metadata_json": [_metadata_json(row) for row in rows],
         "tags": [metadata_tags(row.source_metadata, row.metadata) for row in rows],
         "created_at": [now] * n,
+        "context": [row.context for row in rows],
+        "search_text": [row.indexed_text for row in rows],
     }
     return pa.table(columns, schema=chunk_schema(dim))
 
@@ -230,17 +251,50 @@ def _public_metadata(record: Mapping[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-def hit_from_record(record: Mapping[str, Any], score: float) -> SearchHit:
+def hit_from_record(
+    record: Mapping[str, Any], score: float, span: Sequence[Mapping[str, Any]] = ()
+) -> SearchHit:
+    """A hit on `record`; with `span` (consecutive chunks of its source, itself among them) its text
+    is theirs, joined as the document has them, and its pages and offsets cover them all."""
+    metadata = _public_metadata(record)
+    text = record["text"]
+    if len(span) > 1:
+        text = span_text(span)
+        pages = [p for r in span for p in (r["page_start"], r["page_end"]) if p is not None]
+        offsets = [r for r in span if r["char_start"] is not None and r["char_end"] is not None]
+        metadata.update(
+            page_start=min(pages) if pages else None,
+            page_end=max(pages) if pages else None,
+            char_start=offsets[0]["char_start"] if offsets else None,
+            char_end=offsets[-1]["char_end"] if offsets else None,
+            chunk_indexes=[r["chunk_index"] for r in span],
+        )
     return SearchHit(
         chunk_id=record["chunk_id"],
         source_id=record["source_id"],
         external_id=record["external_id"] or None,
         title=record["title"],
         uri=record["uri"],
-        text=record["text"],
+        text=text,
         score=float(score),
-        metadata=_public_metadata(record),
+        metadata=metadata,
     )
+
+
+def span_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Consecutive chunks' texts as one text: a piece that repeats the end of the one before (the
+    overlap of a split block) is not repeated, and chunks made of whole blocks are a blank line apart,
+    as in the document."""
+    text = rows[0]["text"]
+    for previous, row in zip(rows, rows[1:]):
+        end, start = previous["char_end"], row["char_start"]
+        if end is not None and start is not None and start < end:
+            text += row["text"][end - start :]
+        elif end is not None and start is not None and start - end != 2:
+            text += " " + row["text"]  # a block split between sentences or words
+        else:
+            text += "\n\n" + row["text"]
+    return text
 
 
 def views_from_records(records: Iterable[Mapping[str, Any]]) -> list[ChunkView]:

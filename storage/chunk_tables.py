@@ -18,7 +18,7 @@ from lancedb.index import FTS, BTree, LabelList
 from lancedb.table import Table
 
 from gristmill.errors import GristmillError, InvalidRequest, StorageError
-from storage.chunk_records import chunk_schema
+from storage.chunk_records import INDEXED_TEXT_DEFAULTS, chunk_schema
 
 LANCE_ERRORS = (ValueError, RuntimeError, OSError, pa.ArrowException)
 _LIBRARY_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
@@ -26,8 +26,11 @@ _LIBRARY_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 # Built when a table is created (instant while it is empty) and brought up to date by optimize().
 # BTREE: source/external id filters, the replace's delete condition and the embedding cache's
 # lookup by text hash (2.7 ms instead of 10.6 ms at 100k rows); LABEL_LIST: metadata tags.
+# The full-text index covers search_text (context header + text); "text_idx", on text alone, is what
+# tables made before the header had, and is dropped when they are brought up to date.
+FULL_TEXT_INDEX = "search_text_idx"
 BASE_INDEXES = {
-    "text_idx": ("text", FTS()),
+    FULL_TEXT_INDEX: ("search_text", FTS()),
     "source_id_idx": ("source_id", BTree()),
     "external_id_idx": ("external_id", BTree()),
     "text_hash_idx": ("text_hash", BTree()),
@@ -86,6 +89,7 @@ class TableCache:
                 if create_dim is None:
                     return None
                 table = _create(db, name, create_dim)
+            _add_indexed_text_columns(table)
             with self._lock:
                 table = self._latest.setdefault(name, table)
         if create_dim is not None and name not in self._indexed:
@@ -135,6 +139,27 @@ def _create(db: lancedb.DBConnection, name: str, dim: int) -> Table:
         if "already exists" not in str(exc):
             raise
         return db.open_table(name)
+
+
+def _add_indexed_text_columns(table: Table) -> None:
+    """Bring a table made before the context header up to date: its rows get context "" and
+    search_text = text (what they were embedded from, so the embedding cache still holds), and the
+    full-text index moves to search_text. Another process doing the same at once is no error."""
+    missing = {c: sql for c, sql in INDEXED_TEXT_DEFAULTS.items() if c not in table.schema.names}
+    try:
+        if missing:
+            table.add_columns(missing)
+    except LANCE_ERRORS:
+        table.checkout_latest()
+        if any(c not in table.schema.names for c in INDEXED_TEXT_DEFAULTS):
+            raise
+    present = {index.name for index in table.list_indices()}
+    if "text_idx" in present:
+        _ensure_base_indexes(table)
+        try:
+            table.drop_index("text_idx")
+        except LANCE_ERRORS:  # dropped meanwhile by another process
+            pass
 
 
 def _ensure_base_indexes(table: Table) -> None:

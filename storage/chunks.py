@@ -31,8 +31,14 @@ from storage.chunk_records import (
     vector_dim,
     views_from_records,
 )
-from storage.chunk_search import build_filter, run_search, sql_literal, validate_query
-from storage.chunk_tables import LANCE_ERRORS, TableCache, table_name, translate_errors
+from storage.chunk_search import (
+    FUSIONS,
+    build_filter,
+    run_search,
+    sql_literal,
+    validate_query,
+)
+from storage.chunk_tables import FULL_TEXT_INDEX, LANCE_ERRORS, TableCache, table_name, translate_errors
 
 __all__ = [
     "ChunkRow",
@@ -230,12 +236,20 @@ class ChunkStore:
         source_ids: Sequence[str] | None = None,
         external_ids: Sequence[str] | None = None,
         metadata: Mapping[str, str | int | float | bool] | None = None,
+        min_score: float | None = None,
+        fusion: str = "linear",
+        neighbours: tuple[int, int] = (0, 0),
     ) -> list[SearchHit]:
-        """Best chunks first. Filters apply before ranking, so they narrow results without losing any.
+        """Best hits first, each returned with its `neighbours` (chunks before, after it in its source).
+        Filters apply before ranking, so they narrow results without losing any.
 
-        Scores: vector = cosine similarity, keyword = BM25, hybrid = reciprocal rank fusion of both.
+        Scores (see storage/chunk_search.py): vector = cosine similarity, keyword = BM25, hybrid =
+        a weighted sum of cosine and BM25 relative to the query's best (`fusion="rrf"`: reciprocal
+        rank fusion, kept for comparison). Hits scoring below `min_score` are left out.
         Raises InvalidRequest for a bad mode, limit, filter or query vector.
         """
+        if fusion not in FUSIONS:
+            raise InvalidRequest(f"fusion must be one of {', '.join(FUSIONS)}", code="invalid_fusion")
         validate_query(mode, query_vector, limit, None)
         where = build_filter(source_ids=source_ids, external_ids=external_ids, metadata=metadata)
 
@@ -249,6 +263,9 @@ class ChunkStore:
                 limit=limit,
                 where=where,
                 executor=_hybrid_legs(),
+                fusion=fusion,
+                neighbours=neighbours,
+                min_score=min_score,
             )
 
         return self._read(library_id, query, default=[], action="search")
@@ -281,7 +298,7 @@ class ChunkStore:
             with self._tables.locked("write", name):  # compaction would conflict with a concurrent merge
                 self._refresh(name, table)
             vector = table.index_stats(_VECTOR_INDEX)
-            text = table.index_stats("text_idx")
+            text = table.index_stats(FULL_TEXT_INDEX)
             return IndexState(
                 rows=rows,
                 vector_index=vector.index_type if vector else None,
@@ -292,7 +309,7 @@ class ChunkStore:
         """Keep the full-text and scalar indexes current; a failed refresh never fails the write."""
         self._writes_since_refresh[name] += 1
         try:
-            stats = table.index_stats("text_idx")
+            stats = table.index_stats(FULL_TEXT_INDEX)
             unindexed = stats.num_unindexed_rows if stats else 0
             if unindexed >= self.refresh_after_rows or self._writes_since_refresh[name] >= self.refresh_after_writes:
                 self._refresh(name, table)

@@ -1,7 +1,10 @@
 """Split a Document into chunks that fit the embedding model's window and stay put when the text is edited.
 
 Structure first: a chunk never crosses a change of heading path, and never splits a block (paragraph,
-list item, table, CSV row...) unless that block alone is over the limit.
+list item, table, CSV row...) unless that block alone is over the limit. Each chunk carries a context
+header (the document's title and its heading path, `context_header`) that is embedded and
+keyword-indexed with it; the header's tokens come out of the chunk's budget, so what the model reads
+still fits its window.
 
 Within a run of blocks under one heading path, boundaries are content-defined rather than packed
 greedily from the top. Greedy packing makes every boundary depend on everything before it: lengthen
@@ -26,13 +29,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tokenizers import Encoding, Tokenizer
 
-from gristmill.documents import Chunk, Document
+from gristmill.documents import Chunk, Document, context_header
 from gristmill.embedding_models import MODEL_WINDOW_TOKENS, SPECIAL_TOKENS, packaged_tokenizer_path
 from gristmill.errors import InvalidRequest
 
 MAX_CONTENT_TOKENS = MODEL_WINDOW_TOKENS - SPECIAL_TOKENS
 
 ENCODE_BATCH = 1024  # texts tokenized at once: enough for the tokenizer's threads, little memory
+# A header longer than this loses its leading parts (the title first): the chunk's own text matters more.
+HEADER_MAX_TOKENS = 48
 OPENING_CHARS = 32  # typical edits (a typo, an added sentence) leave a block's opening, so its gap's strength, alone
 
 # Where an oversized block may be cut, tried in order: after a sentence, at a line break, between words.
@@ -100,22 +105,28 @@ def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, 
 
     text = document.text
     spans: list[_Span] = []
+    headers: list[str] = []
     for heading_path, blocks in _block_groups(document, tokenizer, budget):
+        header, header_tokens = _header(document.title, heading_path, tokenizer)
+        # The header's tokens come out of the text's budget (never below half of it).
+        room = max(budget - header_tokens, _smallest_room(budget))
         counts = [b.n_tokens for b in blocks]
-        for a, b in _pack(counts, [x.text for x in blocks], budget):
+        for a, b in _pack(counts, [x.text for x in blocks], room):
             first, last = blocks[a], blocks[b - 1]
-            if b - a == 1 and counts[a] > budget:
-                for start, end in _split_block(first, budget, overlap):
+            if b - a == 1 and counts[a] > room:
+                for start, end in _split_block(first, room, min(overlap, room // 2)):
                     spans.append(_Span(first.start + start, first.start + end, [first.section], heading_path))
+                    headers.append(header)
             else:
                 sections = sorted({x.section for x in blocks[a:b]})
                 spans.append(_Span(first.start, last.end, sections, heading_path))
+                headers.append(header)
 
     texts = [text[s.start : s.end] for s in spans]
     counts = [len(encoding.ids) for encoding in _encodings(tokenizer, texts)]
     return [
-        _make_chunk(i, span, chunk_text, count, document)
-        for i, (span, chunk_text, count) in enumerate(zip(spans, texts, counts, strict=True))
+        _make_chunk(i, span, chunk_text, count, document, header)
+        for i, (span, chunk_text, count, header) in enumerate(zip(spans, texts, counts, headers, strict=True))
     ]
 
 
@@ -165,11 +176,33 @@ def _block_groups(document: Document, tokenizer: Tokenizer, budget: int) -> list
         if not groups or groups[-1][0] != heading_path:
             groups.append((heading_path, []))
         n_tokens = len(encoding.ids)
-        groups[-1][1].append(_Block(block_text, start, section_index, n_tokens, encoding if n_tokens > budget else None))
+        # A block over the smallest room a header can leave must be splittable at its tokens.
+        keep = n_tokens > _smallest_room(budget)
+        groups[-1][1].append(_Block(block_text, start, section_index, n_tokens, encoding if keep else None))
     return groups
 
 
-def _make_chunk(index: int, span: _Span, text: str, token_count: int, document: Document) -> Chunk:
+def _smallest_room(budget: int) -> int:
+    return max(budget - HEADER_MAX_TOKENS, budget // 2, 1)
+
+
+def _header(title: str | None, heading_path: list[str], tokenizer: Tokenizer) -> tuple[str, int]:
+    """The context header of chunks under `heading_path`, and its tokens (with the blank line after it)."""
+    parts = [p for p in (title, *heading_path) if p]
+    while parts:
+        header = context_header(parts[0], parts[1:])
+        n_tokens = count_tokens(header, tokenizer)
+        if n_tokens <= HEADER_MAX_TOKENS:
+            return header, n_tokens
+        if len(parts) == 1:
+            encoding = tokenizer.encode(header, add_special_tokens=False)
+            header = header[: encoding.offsets[HEADER_MAX_TOKENS - 1][1]]
+            return header, count_tokens(header, tokenizer)
+        parts = parts[1:]
+    return "", 0
+
+
+def _make_chunk(index: int, span: _Span, text: str, token_count: int, document: Document, header: str) -> Chunk:
     sections = [document.sections[i] for i in span.sections]
     starts = [s.page_start for s in sections if s.page_start is not None]
     ends = [s.page_end if s.page_end is not None else s.page_start for s in sections]
@@ -184,6 +217,7 @@ def _make_chunk(index: int, span: _Span, text: str, token_count: int, document: 
         char_start=span.start,
         char_end=span.end,
         metadata=_merged_metadata([s.metadata for s in sections]),
+        context=header,
     )
 
 

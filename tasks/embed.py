@@ -197,7 +197,7 @@ def shared_embeddings_client(
 def embed_chunk_texts(
     library_id: str, texts: Sequence[str], settings: Settings, on_progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """Vectors for a source's chunk texts, embedding only texts the library holds no vector for.
+    """Vectors for what a source's chunks embed (their indexed_text); only texts without a stored vector are embedded.
 
     Re-ingesting an edited document so costs only its changed chunks; a text repeated within the
     document is embedded once.

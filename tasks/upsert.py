@@ -34,6 +34,7 @@ def upsert_chunks(store: ChunkStore, library: Library, source: Source, chunks: l
             char_end=chunk.char_end,
             metadata=chunk.metadata,
             source_metadata=source.metadata_,
+            context=chunk.context,
         )
         for chunk, vector in zip(chunks, vectors, strict=True)
     ]

@@ -60,10 +60,31 @@ def test_tokenizer_counts_past_the_128_tokens_its_json_truncates_to():
     ],
 )
 def test_token_budget_is_exact_and_capped_at_the_model_window(sizes, max_tokens, expected):
-    document = doc(Section(blocks=[words(n, seed=i) for i, n in enumerate(sizes)], heading_path=["Guide"]))
+    document = doc(Section(blocks=[words(n, seed=i) for i, n in enumerate(sizes)]))  # no title, no header
     chunks = chunk(document, max_tokens=max_tokens)
     assert sorted(c.token_count for c in chunks) == sorted(expected)
     assert [c.index for c in chunks] == list(range(len(expected)))
+
+
+def test_the_context_header_is_title_and_heading_path_and_its_tokens_come_out_of_the_budget():
+    document = Document(
+        sections=[
+            Section(blocks=[words(127, seed=1), words(127, seed=2)], heading_path=["Guide", "Install"]),
+            Section(blocks=[words(300, seed=3)], heading_path=["Guide", "Install", "On Debian"]),
+            Section(blocks=[words(252, seed=4)], heading_path=["Guide", "Upgrade"]),  # fits alone, not with the header
+        ],
+        content_format="markdown",
+        title="Guide",
+    )
+    chunks = chunk(document)
+    assert [c.context for c in chunks] == (
+        ["Guide > Install"] * 2 + ["Guide > Install > On Debian"] * 2 + ["Guide > Upgrade"] * 2
+    )
+    assert [c.token_count for c in chunks[:2]] == [127, 127]  # 254 together, less the header's 3
+    for c in chunks:
+        assert c.indexed_text == f"{c.context}\n\n{c.text}"
+        assert count_tokens(c.indexed_text, TOKENIZER) <= 254
+        assert c.text == document.text[c.char_start : c.char_end]
 
 
 def test_every_chunk_fits_the_model_with_its_special_tokens():
@@ -300,7 +321,7 @@ def test_edits_do_not_shift_later_chunks_in_a_long_section():
     old_texts, new_texts = [c.text for c in original], [c.text for c in after]
     assert len(set(new_texts) - set(old_texts)) <= 2
     assert old_texts[-20:] == new_texts[-20:]
-    assert len(original) == 25
+    assert len(original) == 27  # 25 before each chunk's budget made room for its header
 
 
 def test_an_edit_in_one_section_leaves_other_sections_chunks_identical():

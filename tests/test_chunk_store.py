@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gristmill.errors import InvalidRequest, StorageError
-from storage.chunks import ChunkRow, ChunkStore, ChunkView
+from storage.chunks import ChunkRow, ChunkStore, ChunkView, text_hash
 
 DIM = 8
 LIB = "3f2c9a1e-lib"
@@ -264,10 +264,38 @@ def test_vector_search_ranks_the_nearest_chunk_first(library: ChunkStore) -> Non
 
 def test_hybrid_search_puts_the_chunk_both_legs_agree_on_first(library: ChunkStore) -> None:
     # "kestrel" matches birds:0 and quotes:0; the vector is near quotes:0 only.
-    hits = library.search(LIB, query_text="kestrel", query_vector=near(20), mode="hybrid", limit=3)
-    assert ids(hits)[:2] == ["quotes:0", "birds:0"]
-    assert hits[0].score == pytest.approx(2 / 61)
+    hits = library.search(LIB, query_text="kestrel", query_vector=near(20), mode="hybrid", limit=7)
+    assert ids(hits)[0] == "quotes:0"
+    assert "birds:0" in ids(hits)  # found by its word alone
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    cosine = {h.chunk_id: h.score for h in library.search(LIB, query_text="", query_vector=near(20), mode="vector", limit=10)}
+    bm25 = {h.chunk_id: h.score for h in library.search(LIB, query_text="kestrel", query_vector=None, mode="keyword", limit=10)}
+    for hit in hits:
+        expected = 0.7 * cosine[hit.chunk_id] + 0.3 * bm25.get(hit.chunk_id, 0.0) / max(bm25.values())
+        assert hit.score == pytest.approx(expected, abs=1e-6)
+
+    fused = library.search(LIB, query_text="kestrel", query_vector=near(20), mode="hybrid", limit=3, fusion="rrf")
+    assert ids(fused)[:2] == ["quotes:0", "birds:0"]
+    assert fused[0].score == pytest.approx(2 / 61)
+
+
+def test_min_score_leaves_out_hits_below_it_on_the_mode_s_scale(library: ChunkStore) -> None:
+    every = library.search(LIB, query_text="", query_vector=near(20), mode="vector", limit=10)
+    threshold = every[2].score
+    kept = library.search(LIB, query_text="", query_vector=near(20), mode="vector", limit=10, min_score=threshold)
+    assert ids(kept) == [h.chunk_id for h in every if h.score >= threshold]
+    assert len(kept) >= 3
+
+
+def test_a_hit_comes_with_its_neighbours_as_one_span_and_overlapping_hits_fold(library: ChunkStore) -> None:
+    chunks = {c.chunk_index: c for c in library.list_chunks(LIB, "birds")}
+    hits = library.search(LIB, query_text="", query_vector=near(0), mode="vector", limit=10, neighbours=(0, 1))
+    first = hits[0]
+    assert first.chunk_id == "birds:0"
+    assert first.text == chunks[0].text + "\n\n" + chunks[1].text
+    assert first.metadata["chunk_indexes"] == [0, 1]
+    assert "birds:1" not in ids(hits)  # inside the first hit's text already
+    assert len(ids(hits)) == len(set(ids(hits)))
 
 
 def test_search_filters_by_source_and_external_id(library: ChunkStore) -> None:
@@ -315,7 +343,7 @@ def test_rows_written_after_the_full_text_index_is_built_are_found(tmp_path: Pat
     store.replace_source(LIB, "src1", rows(["indexed albatross"]), dim=DIM)
     assert store.ensure_indexes(LIB, vector_index_min_rows=10**9).unindexed_rows == 0
     store.replace_source(LIB, "src2", rows(["late cormorant"], seed=5), dim=DIM)
-    assert lance_table(tmp_path).index_stats("text_idx").num_unindexed_rows == 1
+    assert lance_table(tmp_path).index_stats("search_text_idx").num_unindexed_rows == 1
     assert ids(store.search(LIB, query_text="cormorant", query_vector=None, mode="keyword", limit=5)) == ["src2:0"]
     assert ids(store.search(LIB, query_text="albatross", query_vector=None, mode="keyword", limit=5)) == ["src1:0"]
 
@@ -323,9 +351,9 @@ def test_rows_written_after_the_full_text_index_is_built_are_found(tmp_path: Pat
 def test_writes_refresh_the_full_text_index_past_the_threshold(tmp_path: Path) -> None:
     store = ChunkStore(str(tmp_path), refresh_after_rows=5, refresh_after_writes=10_000)
     store.replace_source(LIB, "src1", rows(["a b", "c d", "e f"]), dim=DIM)
-    assert lance_table(tmp_path).index_stats("text_idx").num_unindexed_rows == 3
+    assert lance_table(tmp_path).index_stats("search_text_idx").num_unindexed_rows == 3
     store.replace_source(LIB, "src2", rows(["g h", "i j", "k l"], seed=5), dim=DIM)
-    assert lance_table(tmp_path).index_stats("text_idx").num_unindexed_rows == 0
+    assert lance_table(tmp_path).index_stats("search_text_idx").num_unindexed_rows == 0
 
 
 def test_ensure_indexes_builds_a_vector_index_over_the_threshold(tmp_path: Path) -> None:
@@ -394,7 +422,7 @@ def test_a_table_made_before_an_index_was_added_gets_it_at_its_next_write(tmp_pa
     ChunkStore(str(tmp_path)).replace_source(LIB, "old", rows(["written by an older version"]), dim=DIM)
     lance_table(tmp_path).drop_index("text_hash_idx")
     ChunkStore(str(tmp_path)).replace_source(LIB, "new", rows(["written now"], seed=3), dim=DIM)  # as a new process
-    assert {"text_idx", "source_id_idx", "external_id_idx", "text_hash_idx", "tags_idx"} <= {
+    assert {"search_text_idx", "source_id_idx", "external_id_idx", "text_hash_idx", "tags_idx"} <= {
         index.name for index in lance_table(tmp_path).list_indices()
     }
 
@@ -417,3 +445,25 @@ def test_the_embedding_cache_holds_only_the_texts_of_stored_chunks(store: ChunkS
     store.delete_source(LIB, "other")
     assert cached("kept paragraph", "old paragraph", "new paragraph") == set()
     assert store.count(LIB) == 0
+
+
+def test_a_table_made_before_the_context_header_gains_its_columns_and_keeps_its_cache(tmp_path: Path) -> None:
+    from lancedb.index import FTS
+
+    from storage.chunk_records import INDEXED_TEXT_FIELDS, chunk_schema, rows_to_arrow
+
+    old_columns = [f.name for f in chunk_schema(DIM) if f not in INDEXED_TEXT_FIELDS]
+    data = rows_to_arrow(rows(["the old kestrel row"]), library_id=LIB, source_id="old", external_id=None, dim=DIM)
+    data = data.select(old_columns)
+    table = lancedb.connect(str(tmp_path)).create_table(f"chunks_{LIB}", data=data)
+    table.create_index("text", config=FTS(), name="text_idx")
+
+    store = ChunkStore(str(tmp_path))
+    hits = store.search(LIB, query_text="kestrel", query_vector=None, mode="keyword", limit=5)
+    assert ids(hits) == ["old:0"]
+    assert hits[0].text == "the old kestrel row"
+    assert set(store.vectors_by_text_hash(LIB, [text_hash("the old kestrel row")])) == {text_hash("the old kestrel row")}
+    store.replace_source(LIB, "new", [ChunkRow(0, "a new kestrel row", unit(3), "ws1", context="Birds")], dim=DIM)
+    assert sorted(ids(store.search(LIB, query_text="birds", query_vector=None, mode="keyword", limit=5))) == ["new:0"]
+    names = {index.name for index in lance_table(tmp_path).list_indices()}
+    assert "search_text_idx" in names and "text_idx" not in names

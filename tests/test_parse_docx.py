@@ -97,6 +97,15 @@ def test_title_falls_back_to_the_first_heading_then_the_file_name() -> None:
     assert parse_docx(without, filename="notes/oslo-trip.docx").title == "oslo-trip"
 
 
+@pytest.mark.parametrize("template_title", ["Word Document", "Microsoft Word - draft.doc", "untitled", "Document1"])
+def test_a_template_s_default_title_is_not_the_title(template_title: str) -> None:
+    with_heading = build_docx([Heading("Trip report", level=1), "We went north."], core_title=template_title)
+    without = build_docx(["Just a paragraph."], core_title=template_title)
+
+    assert parse_docx(with_heading).title == "Trip report"
+    assert parse_docx(without, filename="oslo-trip.docx").title == "oslo-trip"
+
+
 def test_other_paragraph_styles_are_plain_text() -> None:
     data = build_docx([Styled("A quoted line.", style="Quote"), Styled("Small print.", style="Caption")])
 

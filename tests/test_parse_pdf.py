@@ -85,12 +85,21 @@ def test_title_falls_back_to_the_file_name_then_the_first_line() -> None:
     assert parse_pdf(build_pdf([[paragraph]])).title.startswith("A single sentence long enough")
 
 
-def test_blank_pages_are_named_in_a_warning() -> None:
+@pytest.mark.parametrize("default_title", ["Microsoft Word - report.docx", "untitled", "manual.tex"])
+def test_a_converter_s_default_title_is_not_the_title(default_title: str) -> None:
+    paragraph = "A single sentence long enough that it does not look like a heading at all, ending in a stop."
+
+    document = parse_pdf(build_pdf([[paragraph]], title=default_title), filename="minutes-2024.pdf")
+
+    assert document.title == "minutes-2024"
+
+
+def test_blank_pages_are_no_warning() -> None:
     data = build_pdf([["Text on the first page."], [], ["Text on the third page."], []])
 
     document = parse_pdf(data)
 
-    assert document.warnings == ["no text on pages 2, 4"]
+    assert document.warnings == []
     assert document.metadata["page_count"] == 4
     assert [s.page_start for s in document.sections] == [1, 3]
     assert document.text == "Text on the first page.\n\nText on the third page."
@@ -149,7 +158,6 @@ def test_huge_page_count_is_cut_at_max_pages_with_a_warning() -> None:
     assert document.metadata == {"page_count": 3000, "pages_parsed": 2000}
     assert document.warnings == [
         "only the first 2000 of 3000 pages were parsed",
-        "no text on pages 2-2000",
     ]
     assert document.text == "The only page with words."
 
@@ -163,7 +171,7 @@ def test_scanned_pages_among_text_pages_are_named_in_a_warning() -> None:
 
     document = parse_pdf(data)
 
-    assert document.warnings == ["no text on pages 2-3"]
+    assert document.warnings == ["images but no text on pages 2-3 (scanned? they need OCR)"]
     assert [(s.page_start, s.page_end, s.blocks) for s in document.sections] == [
         (1, 1, ["Chapter one is typed text."]),
         (4, 4, ["Chapter two is typed text too."]),

@@ -103,7 +103,7 @@ def test_each_source_records_format_title_counts_and_warnings(home: Path, tmp_pa
         for name, s in sources.items()
     }
     assert facts == {
-        "report.pdf": ("partial", "pdf", "Annual report", 3, None, ["no text on pages 2"]),
+        "report.pdf": ("partial", "pdf", "Annual report", 3, None, ["images but no text on pages 2 (scanned? they need OCR)"]),
         "sales.csv": ("completed", "csv", "sales", None, 3, []),
         "policy.docx": ("completed", "docx", "Travel policy", None, None, []),
         "menu.txt": ("completed", "text", "menu", None, None, []),

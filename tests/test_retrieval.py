@@ -302,14 +302,50 @@ def test_every_question_lands_on_its_page_or_section(library: dict[str, Source])
     found = []
     for question, _, _, _ in QUESTIONS:
         best = search(question)[0]
-        where = (best.metadata.get("page_start"), best.metadata.get("page_end"), best.metadata["heading_path"])
+        where = (best.metadata.get("page_start"), best.metadata["heading_path"])  # of the chunk hit
         found.append((question, Path(best.uri).name, *where))
 
     expected = []
     for question, filename, page, path in QUESTIONS:
         root = {"crane-manual.pdf": MANUAL_TITLE, "handbook.docx": "Employee Handbook", "sourdough.md": GUIDE_TITLE}
-        expected.append((question, filename, page, page, [root[filename], *path]))
+        expected.append((question, filename, page, [root[filename], *path]))
     assert found == expected
+
+
+def test_title_and_headings_are_searched_but_never_returned_and_a_hit_brings_the_next_chunk(
+    library: dict[str, Source],
+) -> None:
+    settings = get_settings()
+    manual = library["crane-manual.pdf"]
+    store = ChunkStore(settings.resolved_lancedb_uri)
+    chunks = store.list_chunks(manual.library_id, manual.id)
+    with session_scope(settings.resolved_database_url) as session:
+        lib = repository.find_library_by_name(session, repository.ensure_workspace(session).id, LIBRARY)
+
+    # The title is in the first chunk's text only, but every chunk of the manual is found by it.
+    by_title = search_library(settings, store, lib, "Harbour Crane Operator Manual", mode="keyword", limit=20)
+    manual_hits = [hit for hit in by_title if hit.source_id == manual.id]
+    assert {c for hit in manual_hits for c in hit.metadata.get("chunk_indexes", [hit.metadata["chunk_index"]])} == set(
+        range(len(chunks))
+    )
+    assert sum(MANUAL_TITLE in c.text for c in chunks) == 1
+    for hit in manual_hits:  # the document's text, no header in it
+        first = chunks[hit.metadata["chunk_index"]]
+        assert hit.text.startswith(first.text)
+        assert hit.text in "\n\n".join(c.text for c in chunks)
+
+    # Each hit brings the chunk after it in its source, as one span with the pages of both.
+    best = search("Which grease goes on the slewing ring, and how often?")[0]
+    index = best.metadata["chunk_index"]
+    assert best.metadata["chunk_indexes"] == [index, index + 1]
+    assert best.text == chunks[index].text + "\n\n" + chunks[index + 1].text
+    assert (best.metadata["page_start"], best.metadata["page_end"]) == (index + 1, index + 2)
+
+    # min_score: the same ranking, cut where the mode's scale says.
+    every = search_library(settings, store, lib, "slewing ring grease", mode="vector", limit=10)
+    cut = search_library(settings, store, lib, "slewing ring grease", mode="vector", limit=10, min_score=every[1].score)
+    assert [h.chunk_id for h in cut] == [h.chunk_id for h in every if h.score >= every[1].score]
+    assert all(-1.0 <= h.score <= 1.0 for h in every)
 
 
 def test_the_manual_is_one_chunk_per_page_and_titles_come_from_the_documents(library: dict[str, Source]) -> None:

@@ -14,5 +14,7 @@ def search(
     library_id: str, body: SearchRequest, principal: Reader, session: SessionDep, settings: SettingsDep, store: ChunkStoreDep
 ) -> SearchResponse:
     library = repository.get_library(session, principal.workspace_id, library_id)
-    results = search_library(settings, store, library, body.query, mode=body.mode, limit=body.limit, filter=body.filter)
+    results = search_library(
+        settings, store, library, body.query, mode=body.mode, limit=body.limit, filter=body.filter, min_score=body.min_score
+    )
     return SearchResponse(results=results)

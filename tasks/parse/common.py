@@ -137,6 +137,20 @@ def clean_title(title: Any) -> str | None:
     return title[:MAX_TITLE_CHARS] or None
 
 
+# What tools write into a title field when nobody gave one: a template's default, the file name.
+_PLACEHOLDER_TITLE = re.compile(
+    r"^(?:untitled(?:[ -]?\d+)?|untitled document|no title|title|document\d*|new document|word document"
+    r"|microsoft word - .*|microsoft powerpoint - .*|powerpoint presentation|presentation\d*|slide \d+"
+    r"|[^/\\]*\.(?:docx?|dotx?|rtf|odt|pdf|tex|dvi|ps|pptx?|indd|pages|txt))$",
+    re.I,
+)
+
+
+def is_placeholder_title(title: str) -> bool:
+    """True for a default that an editor or converter wrote in the title field: not the document's title."""
+    return bool(_PLACEHOLDER_TITLE.match(" ".join(title.split())))
+
+
 def first_line_title(text: str) -> str | None:
     for line in text.splitlines():
         line = line.strip().lstrip("#").strip()
@@ -146,9 +160,10 @@ def first_line_title(text: str) -> str | None:
 
 
 def pick_title(*candidates: str | None) -> str | None:
+    """The first candidate that is a title: not empty, not a placeholder such as "Word Document"."""
     for candidate in candidates:
         cleaned = clean_title(candidate)
-        if cleaned:
+        if cleaned and not is_placeholder_title(cleaned):
             return cleaned
     return None
 
@@ -181,3 +196,15 @@ def page_list(pages: list[int]) -> str:
     if start is not None:
         ranges.append(f"{start}" if start == prev else f"{start}-{prev}")
     return ", ".join(ranges)
+
+
+def table_markdown(rows: list[list[str]]) -> str:
+    """Table rows as a Markdown table, the first row taken as the header."""
+    rows = [[cell.replace("|", "\\|") for cell in row] for row in rows if any(row)]
+    if not rows:
+        return ""
+    width = max(len(row) for row in rows)
+    rows = [row + [""] * (width - len(row)) for row in rows]
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)

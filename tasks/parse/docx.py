@@ -21,7 +21,14 @@ from lxml.etree import LxmlError, _Element
 
 from gristmill.documents import Document, Section
 from gristmill.errors import ParseError
-from tasks.parse.common import OLE_SIGNATURE, is_encrypted_office_file, pick_title, source_name, title_from_filename
+from tasks.parse.common import (
+    OLE_SIGNATURE,
+    is_encrypted_office_file,
+    pick_title,
+    source_name,
+    table_markdown,
+    title_from_filename,
+)
 
 MB = 1024 * 1024
 # Deflate tops out near 1000:1 and real DOCX parts compress 3-30:1, so 250:1 on a part of any size
@@ -276,18 +283,6 @@ def _int(value: str | None, default: int) -> int:
         return int(value) if value is not None else default
     except ValueError:
         return default
-
-
-def table_markdown(rows: list[list[str]]) -> str:
-    """Table rows as a Markdown table, the first row taken as the header."""
-    rows = [[cell.replace("|", "\\|") for cell in row] for row in rows if any(row)]
-    if not rows:
-        return ""
-    width = max(len(row) for row in rows)
-    rows = [row + [""] * (width - len(row)) for row in rows]
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    return "\n".join(lines)
 
 
 def _heading_level(paragraph: Paragraph, style: str) -> int | None:

@@ -1,7 +1,9 @@
 """HTML: the page's main content (no navigation, footers, cookie banners) as sections under its headings.
 
-trafilatura finds the main content and writes it as Markdown, which keeps headings, lists and tables;
-`split_markdown` then makes the sections. Canonical URL and language come from the page's head.
+`html_text.page_sections` finds the content and keeps the page's visible text as the page shows it
+(no Markdown escapes, no permalink glyphs, code byte for byte). trafilatura's `load_html` reads the
+bytes (it guesses encodings well); its whole-text `baseline` is the fallback for a page whose text
+is outside any element we keep. Canonical URL and language come from the page's head.
 """
 
 from typing import Any
@@ -12,10 +14,10 @@ from lxml.etree import LxmlError, ParserError
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
 
-from gristmill.documents import Document
+from gristmill.documents import Document, Section
 from gristmill.errors import ParseError
 from tasks.parse.common import first_line_title, pick_title, source_name, title_from_filename
-from tasks.parse.markdown import split_markdown
+from tasks.parse.html_text import page_sections
 
 
 def parse_html(data: bytes, *, filename: str | None = None, url: str | None = None) -> Document:
@@ -26,32 +28,22 @@ def parse_html(data: bytes, *, filename: str | None = None, url: str | None = No
         raise ParseError(f"HTML could not be parsed: {exc}", code="invalid_html") from exc
     if tree is None:
         raise ParseError("HTML could not be parsed (empty or not HTML)", code="invalid_html")
-    head = _head_metadata(tree, url)  # read before trafilatura, which prunes the tree it is given
+    head = _head_metadata(tree, url)  # read first: page_sections prunes the tree it is given
     warnings: list[str] = []
-    markdown = trafilatura.extract(
-        tree,
-        url=url,
-        output_format="markdown",
-        include_formatting=True,
-        include_tables=True,
-        include_links=False,  # link text stays; the URLs would only add noise to chunks
-        include_comments=False,
-        with_metadata=False,
-    )
-    if not markdown or not markdown.strip():
-        # trafilatura refuses pages it deems too short to be an article; a short page is still content.
+    sections, first_h1 = page_sections(tree)
+    if not sections:
+        # Text directly in odd places (a frameset's noframes, a page of only a <textarea>): still content.
         _, text, _ = trafilatura.baseline(data)
-        markdown = text
-        if markdown and markdown.strip():
+        if text and text.strip():
             warnings.append("no main content found; the page's whole text was used")
-    if not markdown or not markdown.strip():
+            sections = [Section(blocks=[b for b in text.split("\n") if b.strip()])]
+    if not sections:
         raise ParseError("HTML page has no extractable text", code="no_text")
-    sections, first_h1 = split_markdown(markdown)
     name = source_name(filename, url)
     page_title = head.pop("title", None)
     if first_h1 and page_title and first_h1 in page_title:
         page_title = first_h1  # "Le café - Example Site" is the H1 plus the site's name
-    title = pick_title(page_title, first_h1, title_from_filename(name), first_line_title(markdown))
+    title = pick_title(page_title, first_h1, title_from_filename(name), first_line_title(sections[0].blocks[0]))
     return Document(sections=sections, content_format="html", title=title, metadata=head, warnings=warnings)
 
 

@@ -27,7 +27,15 @@ from pypdf.errors import DependencyError, PyPdfError
 
 from gristmill.documents import Document, Section
 from gristmill.errors import ParseError
-from tasks.parse.common import clean_title, json_safe, page_list, pick_title, source_name, title_from_filename
+from tasks.parse.common import (
+    clean_title,
+    is_placeholder_title,
+    json_safe,
+    page_list,
+    pick_title,
+    source_name,
+    title_from_filename,
+)
 
 MAX_PAGES = 2000  # a 20 MB PDF can hold far more pages than anyone reads; keep the time bounded
 
@@ -41,7 +49,6 @@ _PAGE_NUMBER = re.compile(
 _BULLET = re.compile(r"^\s*(?:[•◦▪▫■□●○·‣⁃∙*–-]\s+|\(?\d{1,2}[.)]\s+|\(?[a-z][.)]\s+)")
 _HYPHENATED = re.compile(r"[^\W\d_]-$")
 _DIGITS = re.compile(r"\d+")
-_JUNK_TITLES = re.compile(r"^(?:untitled|microsoft word - .*|document\d*|slide \d+)$", re.I)
 _HEADER_ZONE = 2  # lines at each end of a page where running headers and footers live
 _HEADER_SHARE = 0.6  # a line on at least this share of pages is a running header or footer
 _HEADER_MIN_PAGES = 3
@@ -87,9 +94,12 @@ def parse_pdf(data: bytes, *, filename: str | None = None, max_pages: int = MAX_
             warnings.append(f"only the first {parsed_count} of {page_count} pages were parsed")
         pages: list[list[_Line]] = []
         unreadable: dict[int, str] = {}
+        pictured: set[int] = set()  # pages with images and no text layer: scans that need OCR
         for index in range(parsed_count):
             try:
                 pages.append(_page_lines(reader, index))
+                if not pages[-1] and _has_images(reader.pages[index]):
+                    pictured.add(index + 1)
             except _PYPDF_FAILURES as exc:
                 unreadable[index + 1] = str(exc) or type(exc).__name__
                 pages.append([])
@@ -102,7 +112,9 @@ def parse_pdf(data: bytes, *, filename: str | None = None, max_pages: int = MAX_
 
     _drop_running_lines(pages)
     paragraphs = [_paragraphs(lines) for lines in pages]
-    empty_pages = [n for n, page in enumerate(paragraphs, start=1) if not page and n not in unreadable]
+    # A page with neither text nor images is blank on purpose ("This page intentionally left blank"),
+    # or holds only drawings: nothing is missing from it. Images without text are a scan.
+    scanned_pages = [n for n, page in enumerate(paragraphs, start=1) if not page and n in pictured]
     sections = _sections(paragraphs, _heading_sizes(paragraphs, _body_size(pages)))
     if not sections:
         raise ParseError(
@@ -113,8 +125,8 @@ def parse_pdf(data: bytes, *, filename: str | None = None, max_pages: int = MAX_
     if unreadable:
         reason = next(iter(unreadable.values()))
         warnings.append(f"pages that could not be read: {page_list(list(unreadable))} ({reason})")
-    if empty_pages:
-        warnings.append(f"no text on pages {page_list(empty_pages)}")
+    if scanned_pages:
+        warnings.append(f"images but no text on pages {page_list(scanned_pages)} (scanned? they need OCR)")
 
     name = source_name(filename, None)
     first_page = pages[sections[0].page_start - 1]
@@ -384,6 +396,25 @@ def _join(lines: list[str]) -> str:
     return text.replace("\xad", "")
 
 
+def _has_images(page: Any, depth: int = 0) -> bool:
+    """The page draws an image: an image XObject, one inside a form XObject, or an inline image."""
+    try:
+        resources = page.get("/Resources")
+        resources = resources.get_object() if resources is not None else None
+        xobjects = resources.get("/XObject") if resources is not None else None
+        for reference in (xobjects.get_object() if xobjects is not None else {}).values():
+            xobject = reference.get_object()
+            subtype = xobject.get("/Subtype")
+            if subtype == "/Image" or (subtype == "/Form" and depth < 3 and _has_images(xobject, depth + 1)):
+                return True
+        if depth == 0:
+            contents = page.get_contents()
+            return contents is not None and b"BI" in contents.get_data() and b"EI" in contents.get_data()
+    except _PYPDF_FAILURES:
+        return True  # unreadable resources: say so rather than call the page blank
+    return False
+
+
 def _heading_like(lines: list[_Line], first_block: str) -> str | None:
     """The first page's title: its largest-font line near the top, else a first line standing alone."""
     top = lines[:5]
@@ -407,7 +438,7 @@ def _metadata(reader: PdfReader) -> dict[str, Any]:
         return {}
     found: dict[str, Any] = {}
     title = clean_title(info.title if isinstance(info.title, str) else None)
-    if title and not _JUNK_TITLES.match(title):
+    if title and not is_placeholder_title(title):
         found["title"] = title
     for key, value in (("author", info.author), ("subject", info.subject)):
         cleaned = clean_title(value if isinstance(value, str) else None)
