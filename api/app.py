@@ -4,9 +4,11 @@ import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.routers import health, ingest, jobs, libraries, search, sources
+from api.schemas import SEED_FIELD_NAMES
+from api.strict import refuse_unknown_query_parameters
 from gristmill.environment import prepare_process
 from gristmill.http_errors import install_error_handlers
 from gristmill.settings import get_settings
@@ -34,10 +36,11 @@ def create_app(*, reconcile: bool = True) -> FastAPI:
         description="Self-hosted ingestion for retrieval and agent memory: push text, URLs and files "
         "into libraries; Gristmill fetches, parses, chunks, embeds and stores them, and searches them.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unknown_query_parameters)],
     )
     for module in (libraries, ingest, jobs, sources, search, health):
         app.include_router(module.router)
-    install_error_handlers(app)
+    install_error_handlers(app, field_hints=SEED_FIELD_NAMES)
     return app
 
 

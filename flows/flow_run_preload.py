@@ -28,6 +28,8 @@ import prefect.utilities.visualization  # noqa: E402, F401
 import sqlalchemy.dialects.sqlite  # noqa: E402, F401
 
 import flows.ingest  # noqa: E402, F401
+import flows.prune  # noqa: E402, F401
+import flows.reindex  # noqa: E402, F401
 import flows.sync  # noqa: E402, F401
 import tasks.parse.markdown  # noqa: E402, F401
 from gristmill.internals import import_late_prefect_modules  # noqa: E402

@@ -19,6 +19,7 @@ from flows.state_hooks import fail_job_on_crash
 from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings, get_settings
 from storage import repository
+from storage.blobs import write_blob
 from storage.db import session_scope
 from storage.tables import SourceStatus
 from tasks.chunk import chunk_task
@@ -64,7 +65,7 @@ def process_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
 
 
 def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
-    progress = SourceProgress(settings.resolved_database_url, source_id)
+    progress = SourceProgress(settings.resolved_database_url, source_id, keep_originals=settings.keep_originals)
     with session_scope(settings.resolved_database_url) as session:
         source = repository.find_source(session, source_id)
         library = repository.find_library(session, source.library_id) if source else None
@@ -83,15 +84,21 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
             settings=settings,
         )
         content_hash = hashlib.sha256(fetched.data).hexdigest()
-        source = progress.stage(SourceStatus.parsing, content_hash=content_hash, size_bytes=len(fetched.data))
+        kept = {"blob_path": write_blob(settings.blob_dir, source.id, fetched.data)} if _keeps_fetched(source, settings) else {}
+        source = progress.stage(SourceStatus.parsing, content_hash=content_hash, size_bytes=len(fetched.data), **kept)
         original = progress.stored_original(source)
         if original is not None:
             return progress.duplicate(source, original)
         document = parse_task(fetched, settings)
         parses.finished(source_id)  # a failed parse is counted by process_source on its way out
         progress.parsed(document, fetched)
+        model = settings.library_model(library.embedding_model)
         chunks = chunk_task(
-            quote(document), library.chunk_max_tokens, library.chunk_overlap_tokens, settings.resolved_tokenizer_path
+            quote(document),
+            library.chunk_max_tokens,
+            library.chunk_overlap_tokens,
+            model.tokenizer_path or settings.resolved_tokenizer_path,
+            model.window_tokens,
         )
         with_warnings = bool(document.warnings)
         # From here on the chunks hold all that is stored. A 10 MB CSV's content and document (~90 MB)
@@ -101,7 +108,13 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
         if not chunks:
             raise ParseError("the document has no text to index", code="no_text")
         progress.stage(SourceStatus.embedding, progress_total=len(chunks), progress_current=0)
-        vectors = embed_task(library.id, quote([c.indexed_text for c in chunks]), settings, on_progress=progress.embedded)
+        vectors = embed_task(
+            library.chunk_table,
+            quote([c.indexed_text for c in chunks]),
+            settings,
+            on_progress=progress.embedded,
+            model=model.name,
+        )
         upsert_task(library, progress.reload(), quote(chunks), quote(vectors), settings)
         return progress.stored(chunks, with_warnings=with_warnings)
     except GristmillError as error:
@@ -121,9 +134,7 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
 )
 def ingest_job(job_id: str) -> dict[str, int | str]:
     """Ingest every source of job `job_id` and record the outcome on the job."""
-    own_process = bool(runtime.deployment.id)  # started by the runner, not the CLI's in-process run
-    if own_process:
-        _name_process(flow_run_process_name(str(runtime.flow_run.id)))
+    own_process = name_own_process()
     settings = get_settings()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
@@ -133,7 +144,10 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
     with session_scope(settings.resolved_database_url) as session:
         job = repository.refresh_job_progress(session, job_id)
     if job.chunk_count:
-        build_vector_index_if_due(job.library_id, settings)  # the job's outcome is recorded: nobody waits
+        with session_scope(settings.resolved_database_url) as session:
+            library = repository.find_library(session, job.library_id)
+        if library is not None:  # the job's outcome is recorded: nobody waits
+            build_vector_index_if_due(library.chunk_table, settings)
     return {
         "status": job.status.value,
         "completed": job.completed_count,
@@ -142,6 +156,12 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
         "duplicate": job.duplicate_count,
         "chunks": job.chunk_count,
     }
+
+
+def _keeps_fetched(source, settings: Settings) -> bool:
+    """A URL or local file's bytes are kept as its original once fetched (uploads and inline content
+    were written to the blob folder when they were submitted)."""
+    return settings.keep_originals and not source.blob_path
 
 
 def build_vector_index_if_due(library_id: str, settings: Settings) -> None:
@@ -165,6 +185,15 @@ def flow_run_process_name(flow_run_id: str) -> str:
     how an operator (or a test) tells which process runs which flow run.
     """
     return "gm-" + flow_run_id.replace("-", "")[:12]
+
+
+def name_own_process() -> bool:
+    """Name this flow run's process after it (see `flow_run_process_name`) when it has one of its own
+    (started by the runner, not run in the CLI's process); whether it has."""
+    if not runtime.deployment.id:
+        return False
+    _name_process(flow_run_process_name(str(runtime.flow_run.id)))
+    return True
 
 
 def _name_process(name: str) -> None:

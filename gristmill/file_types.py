@@ -122,3 +122,24 @@ LANGUAGE_BY_MIME: dict[str, str] = {
     **{t.mime_type: t.language for t in FILE_TYPES if t.language},
     **{alias: language for language, aliases in LANGUAGE_MIME_ALIASES.items() for alias in aliases},
 }
+
+# Short names a caller may give instead of a MIME type (`"content_type": "markdown"`), as Crosmos's
+# and Memsolus's clients send them; matched without regard to case.
+SHORT_TYPE_NAMES: dict[str, str] = {
+    "text": "text/plain",
+    "txt": "text/plain",
+    "markdown": "text/markdown",
+    "md": "text/markdown",
+    "html": "text/html",
+    "json": "application/json",
+    "csv": "text/csv",
+    "pdf": "application/pdf",
+    "docx": DOCX_MIME,
+}
+
+
+def declared_mime_type(declared: str | None) -> str | None:
+    """The MIME type a declared content type stands for: a short name's, else the type as given."""
+    if declared is None:
+        return None
+    return SHORT_TYPE_NAMES.get(declared.strip().lower(), declared)

@@ -3,6 +3,8 @@ with: {"error": {type, code, message, details}}.
 """
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,17 +24,25 @@ def error_response(status: int, type_: str, code: str, message: str, details: ob
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, field_hints: dict[str, str] | None = None) -> None:
+    """`field_hints`: for a field a request may not hold, the name it has here (said in the 422)."""
+    hints = field_hints or {}
+
     @app.exception_handler(GristmillError)
     async def gristmill_error(_request: Request, error: GristmillError) -> JSONResponse:
         return error_response(error.status, error.type, error.code, error.message, error.details)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        fields = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-        first = fields[0] if fields else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
-        return error_response(422, "invalid_request", "validation_failed", f"{where}: {first['msg']}", fields)
+        fields = [
+            {"field": field_path(e["loc"]), "loc": list(e["loc"]), "msg": readable_message(e, hints), "type": e["type"]}
+            for e in error.errors()
+        ]
+        if not fields:
+            return error_response(422, "invalid_request", "validation_failed", "invalid request", [])
+        first = fields[0]
+        more = f" (and {len(fields) - 1} more: see details)" if len(fields) > 1 else ""
+        return error_response(422, "invalid_request", "validation_failed", f"{first['field']}: {first['msg']}{more}", fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -44,3 +54,34 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal_error", "an unexpected error occurred; see the server log")
+
+
+# Where a request part's fields start; the part is named only for what is not the body.
+_PARTS = {"body": "", "query": "query parameter ", "path": "path parameter ", "header": "header ", "cookie": "cookie "}
+# pydantic puts the tag of a tagged union's branch in the path; ours start with it (api/schemas.py).
+UNION_TAG_PREFIX = "@"
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """`("body", "@batch", "items", 0, "url")` as a person writes it: `items[0].url`."""
+    parts = list(loc)
+    prefix = _PARTS.get(str(parts[0]), "") if parts else ""
+    if parts and parts[0] in _PARTS:
+        parts = parts[1:]
+    if parts and isinstance(parts[0], str) and parts[0].startswith(UNION_TAG_PREFIX):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return f"{prefix}{path}" if path else (prefix.strip() or "body")
+
+
+def readable_message(error: dict[str, Any], hints: dict[str, str]) -> str:
+    """pydantic's message, without its "Value error, " prefix; an unknown field says its name here."""
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1]) if error["loc"] else ""
+        return f"unknown field (here: {hints[name]})" if name in hints else "unknown field"
+    if kind == "missing":
+        return "required"
+    return message.removeprefix("Value error, ")

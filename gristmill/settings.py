@@ -7,7 +7,15 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gristmill.embedding_models import DEFAULT_DIMENSIONS, DEFAULT_MODEL, packaged_tokenizer_path
+from gristmill.embedding_models import (
+    DEFAULT_DIMENSIONS,
+    DEFAULT_MODEL,
+    EmbeddingModel,
+    known_models,
+    model_named,
+    packaged_tokenizer_path,
+    served_model,
+)
 
 MB = 1024 * 1024
 
@@ -23,8 +31,22 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8081/v1", description="Base URL of an OpenAI-compatible embeddings API."
     )
     embeddings_api_key: str | None = Field(None, description="Bearer key sent to the embeddings API.")
-    embedding_model: str = Field(DEFAULT_MODEL, description="Model name sent to the embeddings API.")
-    embedding_dim: int = Field(DEFAULT_DIMENSIONS, description="Dimension of the model's vectors.")
+    embedding_model: str = Field(
+        DEFAULT_MODEL,
+        description="The service's default model: new libraries embed with it, and a library is `compatible` "
+        "when it uses it. One of the known models (the packaged all-MiniLM-L6-v2 and `embedding_models`).",
+    )
+    embedding_dim: int = Field(
+        DEFAULT_DIMENSIONS,
+        description="Dimension of `embedding_model` when `embedding_models` does not list it "
+        "(then it is served at `embeddings_url`).",
+    )
+    embedding_models: str | None = Field(
+        None,
+        description='More models, as a JSON list: `[{"name": "nomic-embed-text", "dimensions": 768, '
+        '"url": "http://ollama:11434/v1", "window_tokens": 2048}]` (optional `api_key`, `tokenizer_path`); '
+        "any OpenAI-compatible endpoint.",
+    )
     embed_batch_size: int = Field(32, description="Chunks per embeddings request.")
     embeddings_timeout_seconds: float = Field(120.0, description="Read timeout for one embeddings request.")
     tokenizer_path: Path | None = Field(
@@ -49,6 +71,12 @@ class Settings(BaseSettings):
         "addresses (e.g. `127.0.0.0/8,10.1.0.0/16`); unset, the CLI's standalone mode allows loopback.",
     )
 
+    keep_originals: bool = Field(
+        True,
+        description="Keep every source's bytes as submitted or fetched (`GET /v1/sources/{id}/original`, "
+        "re-indexing from the original); false: only failed sources keep theirs, for a retry.",
+    )
+
     max_inline_bytes: int = Field(1 * MB, description="Largest inline `content` accepted.")
     max_pdf_bytes: int = Field(20 * MB, description="Largest PDF accepted.")
     max_docx_bytes: int = Field(20 * MB, description="Largest DOCX accepted.")
@@ -70,6 +98,12 @@ class Settings(BaseSettings):
     runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
     sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")
+    sync_prune_after: int = Field(
+        2,
+        ge=1,
+        description="Consecutive syncs on which a URL source's page answers 404 or 410 before the source is "
+        "removed with its chunks (the removal is recorded: status `removed`).",
+    )
 
     url: str | None = Field(None, description="A running Gristmill service for the CLI to talk to.")
     api_key: str | None = Field(None, description="API key the CLI sends to `url`.")
@@ -79,6 +113,31 @@ class Settings(BaseSettings):
     def _networks_parse(cls, value: str | None) -> str | None:
         parse_networks(value)
         return value
+
+    @field_validator("embedding_models")
+    @classmethod
+    def _models_parse(cls, value: str | None) -> str | None:
+        known_models(value, default_name=DEFAULT_MODEL, default_dimensions=DEFAULT_DIMENSIONS, url="", api_key=None)
+        return value
+
+    @property
+    def known_embedding_models(self) -> dict[str, EmbeddingModel]:
+        return known_models(
+            self.embedding_models,
+            default_name=self.embedding_model,
+            default_dimensions=self.embedding_dim,
+            url=self.embeddings_url,
+            api_key=self.embeddings_api_key,
+        )
+
+    def embedding_model_named(self, name: str | None = None) -> EmbeddingModel:
+        """A known model a caller names (default: the service's default model); InvalidRequest for an
+        unknown name."""
+        return model_named(self.known_embedding_models, name or self.embedding_model)
+
+    def library_model(self, name: str) -> EmbeddingModel:
+        """The model a library embeds with; ServiceUnavailable once the configuration lost it."""
+        return served_model(self.known_embedding_models, name)
 
     @property
     def allowed_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:

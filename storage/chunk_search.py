@@ -52,23 +52,43 @@ def build_filter(
     external_ids: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """The SQL prefilter for a search, None when nothing is filtered; `FALSE` when a list is empty."""
+    """The SQL prefilter for a search, None when nothing is filtered; `FALSE` when a list is empty.
+
+    `metadata`: every key must match; a scalar value exactly, a list by any of its values.
+    """
     clauses = []
     if source_ids is not None:
         clauses.append(sql_in("source_id", list(source_ids)))
     if external_ids is not None:
         clauses.append(sql_in("external_id", [e for e in external_ids if e]))
     if metadata:
-        for key, value in metadata.items():
-            if tag_value(value) is None:
-                raise InvalidRequest(
-                    f"Metadata filter {key!r} must be a string, number or boolean.", code="invalid_filter"
-                )
-        wanted = metadata_tags(metadata)
-        clauses.append(f"array_has_all(tags, [{', '.join(sql_literal(t) for t in wanted)}])")
+        every, any_of = _metadata_tags(metadata)
+        if every:
+            clauses.append(f"array_has_all(tags, [{', '.join(sql_literal(t) for t in every)}])")
+        for tags in any_of:
+            clauses.append(f"array_has_any(tags, [{', '.join(sql_literal(t) for t in tags)}])" if tags else MATCH_NOTHING)
     if not clauses:
         return None
+    if MATCH_NOTHING in clauses:
+        return MATCH_NOTHING
     return " AND ".join(f"({c})" for c in clauses)
+
+
+def _metadata_tags(metadata: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The tags every chunk must carry (scalar values), and per list value the tags it needs one of."""
+    every: list[str] = []
+    any_of: list[list[str]] = []
+    for key, value in metadata.items():
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if any(tag_value(v) is None for v in values):
+            raise InvalidRequest(
+                f"Metadata filter {key!r} must be a string, number or boolean, or a list of them.", code="invalid_filter"
+            )
+        if isinstance(value, list | tuple):
+            any_of.append(metadata_tags({key: values}))
+        else:
+            every.extend(metadata_tags({key: value}))
+    return every, any_of
 
 
 def vector_rows(table: Table, vector: np.ndarray, limit: int, where: str | None) -> list[dict[str, Any]]:

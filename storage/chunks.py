@@ -5,6 +5,7 @@ process, e.g. a flow run, are seen at once) and writers replace a source in a si
 search sees all of a source's old chunks or all of its new ones, never a mix and never none.
 """
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -12,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 from lancedb.index import IvfFlat, IvfPq, IvfSq
 from lancedb.query import ColumnOrdering
 from lancedb.table import Table
@@ -26,18 +28,13 @@ from storage.chunk_records import (
     ChunkRow,
     ChunkView,
     SearchHit,
+    metadata_tags,
     rows_to_arrow,
     text_hash,
     vector_dim,
     views_from_records,
 )
-from storage.chunk_search import (
-    FUSIONS,
-    build_filter,
-    run_search,
-    sql_literal,
-    validate_query,
-)
+from storage.chunk_search import FUSIONS, build_filter, run_search, sql_in, sql_literal, validate_query
 from storage.chunk_tables import FULL_TEXT_INDEX, LANCE_ERRORS, TableCache, table_name, translate_errors
 
 __all__ = [
@@ -112,8 +109,10 @@ class ChunkStore:
         *,
         external_id: str | None = None,
         dim: int,
+        replaces: Sequence[str] = (),
     ) -> None:
-        """Make `rows` the only chunks of `source_id`, and of `external_id`'s other sources, in one commit.
+        """Make `rows` the only chunks of `source_id`, and of `external_id`'s other sources and the
+        sources `replaces` names, in one commit.
 
         No rows deletes the source. Raises StorageError (code vector_dimension_mismatch,
         duplicate_chunk_index, invalid_vector or chunk_store_failed).
@@ -121,7 +120,7 @@ class ChunkStore:
         action = f"store the chunks of source {source_id}"
         with translate_errors(action):
             data = rows_to_arrow(rows, library_id=library_id, source_id=source_id, external_id=external_id, dim=dim)
-        stale = f"source_id = {sql_literal(source_id)}"
+        stale = sql_in("source_id", [source_id, *replaces])
         if external_id:
             stale += f" OR external_id = {sql_literal(external_id)}"
         name = table_name(library_id)
@@ -155,6 +154,42 @@ class ChunkStore:
             del data
             self._after_write(name, table)
 
+    def retag_source(
+        self,
+        library_id: str,
+        source_id: str,
+        *,
+        title: str | None,
+        metadata_before: Mapping[str, Any],
+        metadata_after: Mapping[str, Any],
+    ) -> int:
+        """Give a source's chunks a new title and source metadata (their tags with it) in one commit,
+        vectors and texts untouched; returns the chunks changed.
+
+        A chunk stores its own metadata merged under the source's, so its own keys are what remains
+        once `metadata_before`'s keys are taken out (a key of its own that the source's hid is lost).
+        """
+        name = table_name(library_id)
+        with self._tables.locked("write", name), translate_errors(f"re-tag the chunks of source {source_id}"):
+            table = self._tables.latest(name)
+            if table is None:
+                return 0
+            rows = table.search().where(f"source_id = {sql_literal(source_id)}").limit(None).to_arrow()
+            if rows.num_rows == 0:
+                return 0
+            jsons, tags = [], []
+            for stored in rows["metadata_json"].to_pylist():
+                merged = json.loads(stored) if stored else {}
+                own = {k: v for k, v in merged.items() if k not in metadata_before}
+                jsons.append(json.dumps({**own, **metadata_after}, ensure_ascii=False, default=str))
+                tags.append(metadata_tags(metadata_after, own))
+            rows = rows.set_column(rows.schema.get_field_index("metadata_json"), "metadata_json", pa.array(jsons, pa.string()))
+            rows = rows.set_column(rows.schema.get_field_index("tags"), "tags", pa.array(tags, pa.list_(pa.string())))
+            rows = rows.set_column(rows.schema.get_field_index("title"), "title", pa.array([title] * rows.num_rows, pa.string()))
+            table.merge_insert("chunk_id").when_matched_update_all().execute(rows.select(table.schema.names))
+            self._after_write(name, table)
+            return rows.num_rows
+
     def delete_source(self, library_id: str, source_id: str) -> None:
         name = table_name(library_id)
         with self._tables.locked("write", name), translate_errors(f"delete the chunks of source {source_id}"):
@@ -174,25 +209,28 @@ class ChunkStore:
         where = None if source_id is None else f"source_id = {sql_literal(source_id)}"
         return self._read(library_id, lambda t: t.count_rows(where), default=0, action="count chunks")
 
-    def list_chunks(self, library_id: str, source_id: str, *, offset: int = 0, limit: int = 100) -> list[ChunkView]:
-        """A source's chunks by chunk index, `limit` of them from `offset`."""
+    def list_chunks(
+        self, library_id: str, source_id: str | None, *, offset: int = 0, limit: int = 100
+    ) -> list[ChunkView]:
+        """A source's chunks by chunk index (None: the whole library's, by source, then chunk index),
+        `limit` of them from `offset`."""
         if offset < 0 or limit < 0:
             raise InvalidRequest("offset and limit must not be negative.", code="invalid_page")
         if limit == 0:
             return []
+        ordering = [ColumnOrdering(column_name="chunk_index")]
+        if source_id is None:
+            ordering.insert(0, ColumnOrdering(column_name="source_id"))
 
         def page(table: Table) -> list[ChunkView]:
-            query = (
-                table.search()
-                .where(f"source_id = {sql_literal(source_id)}")
-                .select(ROW_COLUMNS)
-                .order_by([ColumnOrdering(column_name="chunk_index")])
-                .offset(offset)
-                .limit(limit)
-            )
+            query = table.search()
+            if source_id is not None:
+                query = query.where(f"source_id = {sql_literal(source_id)}")
+            query = query.select(ROW_COLUMNS).order_by(ordering).offset(offset).limit(limit)
             return views_from_records(query.to_arrow().to_pylist())
 
-        return self._read(library_id, page, default=[], action=f"list the chunks of source {source_id}")
+        whose = f"source {source_id}" if source_id else f"library {library_id}"
+        return self._read(library_id, page, default=[], action=f"list the chunks of {whose}")
 
     def vectors_by_text_hash(self, library_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks whose text has one of these hashes: the library's embedding cache.
@@ -235,7 +273,7 @@ class ChunkStore:
         limit: int,
         source_ids: Sequence[str] | None = None,
         external_ids: Sequence[str] | None = None,
-        metadata: Mapping[str, str | int | float | bool] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         min_score: float | None = None,
         fusion: str = "linear",
         neighbours: tuple[int, int] = (0, 0),
@@ -243,6 +281,7 @@ class ChunkStore:
         """Best hits first, each returned with its `neighbours` (chunks before, after it in its source).
         Filters apply before ranking, so they narrow results without losing any.
 
+        `metadata`: key/value pairs every hit's tags hold; a list value matches any of its values.
         Scores (see storage/chunk_search.py): vector = cosine similarity, keyword = BM25, hybrid =
         a weighted sum of cosine and BM25 relative to the query's best (`fusion="rrf"`: reciprocal
         rank fusion, kept for comparison). Hits scoring below `min_score` are left out.

@@ -4,15 +4,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from gristmill.errors import Conflict, NotFound
+from gristmill.errors import Conflict, InvalidRequest, NotFound
 from storage.tables import (
     FINAL_SOURCE_STATUSES,
+    STORED_SOURCE_STATUSES,
     IngestJob,
+    JobKind,
     JobStatus,
     Library,
     Source,
@@ -56,12 +58,14 @@ def create_library(
     chunk_max_tokens: int,
     chunk_overlap_tokens: int,
     description: str | None = None,
+    instructions: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Library:
     library = Library(
         workspace_id=workspace_id,
         name=name,
         description=description,
+        instructions=instructions,
         metadata_=metadata or {},
         embedding_model=embedding_model,
         embedding_dim=embedding_dim,
@@ -94,8 +98,81 @@ def find_library_by_name(session: Session, workspace_id: str, name: str) -> Libr
     ).first()
 
 
-def list_libraries(session: Session, workspace_id: str) -> list[Library]:
-    return list(session.exec(select(Library).where(Library.workspace_id == workspace_id).order_by(Library.name)))
+def list_libraries(
+    session: Session,
+    workspace_id: str,
+    *,
+    name: str | None = None,
+    limit: int | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    ascending: bool = True,
+) -> tuple[list[Library], bool]:
+    """The workspace's libraries in creation order (newest first unless `ascending`), whose name
+    contains `name` (case-insensitive), created after the library `after` and before the library
+    `before`; at most `limit` of them, and whether more follow."""
+    query = select(Library).where(Library.workspace_id == workspace_id)
+    if name:
+        query = query.where(func.lower(Library.name).contains(name.lower(), autoescape=True))
+    for cursor, later in ((after, True), (before, False)):
+        if cursor:
+            query = query.where(_created_beside(session, workspace_id, cursor, later=later))
+    order = (col(Library.created_at), col(Library.id))
+    query = query.order_by(*(order if ascending else [c.desc() for c in order]))
+    rows = list(session.exec(query.limit(limit + 1) if limit else query))
+    more = limit is not None and len(rows) > limit
+    return rows[:limit] if limit else rows, more
+
+
+def _created_beside(session: Session, workspace_id: str, library_id: str, *, later: bool):
+    cursor = session.get(Library, library_id)
+    if cursor is None or cursor.workspace_id != workspace_id:
+        side = "after" if later else "before"
+        raise InvalidRequest(f"{side}={library_id} names no library of this workspace", code="invalid_cursor")
+    created_at, last_id = cursor.created_at, cursor.id
+    if later:
+        return or_(Library.created_at > created_at, and_(Library.created_at == created_at, Library.id > last_id))
+    return or_(Library.created_at < created_at, and_(Library.created_at == created_at, Library.id < last_id))
+
+
+def upsert_libraries(session: Session, workspace_id: str, entries: Sequence[dict[str, Any]]) -> list[tuple[Library, bool]]:
+    """Create or update libraries by name, all in one transaction: each entry holds `name` and the
+    Library fields to set (absent ones keep their value, or take the entry's defaults when created).
+    Returns each library and whether it was created; raises Conflict (nothing written) when an
+    existing library would change its embedding model."""
+    names = [entry["name"] for entry in entries]
+    existing = {
+        library.name: library
+        for library in session.exec(select(Library).where(Library.workspace_id == workspace_id, col(Library.name).in_(names)))
+    }
+    done: list[tuple[Library, bool]] = []
+    now = utcnow()
+    for entry in entries:
+        fields = {k: v for k, v in entry.items() if k not in ("name", "defaults")}
+        library = existing.get(entry["name"])
+        if library is None:
+            library = Library(workspace_id=workspace_id, name=entry["name"], **{**entry.get("defaults", {}), **fields})
+            done.append((library, True))
+        else:
+            if fields.get("embedding_model", library.embedding_model) != library.embedding_model:
+                session.rollback()
+                raise Conflict(
+                    f"library {library.name!r} embeds with {library.embedding_model}; change its model with "
+                    f"POST /v1/libraries/{library.id}/reindex",
+                    code="embedding_model_in_use",
+                    details={"library_id": library.id, "embedding_model": library.embedding_model},
+                )
+            for field_name, value in fields.items():
+                setattr(library, field_name, value)
+            library.updated_at = now
+            done.append((library, False))
+        session.add(library)
+    try:
+        session.commit()
+    except IntegrityError:  # a name created concurrently: the caller may simply send the batch again
+        session.rollback()
+        raise Conflict("a library of this batch was created meanwhile; send the batch again", code="library_exists") from None
+    return done
 
 
 def update_library(session: Session, library: Library, *, name: str | None = None, **fields: Any) -> Library:
@@ -129,14 +206,28 @@ def library_source_counts(session: Session, library_ids: Sequence[str]) -> dict[
 # --- sources and jobs --------------------------------------------------------------------------
 
 
-def create_job(session: Session, library: Library, sources: Iterable[Source]) -> IngestJob:
-    """Store a job and its sources in one transaction, sources already final (duplicates) included.
+def create_job(
+    session: Session,
+    library: Library,
+    sources: Iterable[Source],
+    *,
+    kind: JobKind = JobKind.ingest,
+    parameters: dict[str, Any] | None = None,
+) -> IngestJob:
+    """Store a job and its sources in one transaction, sources already final (duplicates) included;
+    a job whose sources are all final already is finished at once (nothing is left to run).
 
     A job's sources are the sources whose `job_id` names it, in the order they were created: a
-    retried source moves to its new job.
+    retried source moves to its new job. Reindex and prune jobs start without sources.
     """
     sources = list(sources)
-    job = IngestJob(workspace_id=library.workspace_id, library_id=library.id, progress_total=len(sources))
+    job = IngestJob(
+        workspace_id=library.workspace_id,
+        library_id=library.id,
+        kind=kind,
+        parameters=parameters or {},
+        progress_total=len(sources),
+    )
     previous: datetime | None = None
     for source in sources:
         source.job_id = job.id
@@ -149,6 +240,8 @@ def create_job(session: Session, library: Library, sources: Iterable[Source]) ->
         session.add(source)
     session.add(job)
     _count_final_sources(job, sources)
+    if kind == JobKind.ingest and sources and job.progress_current >= job.progress_total:
+        _finish(job, sources)
     session.commit()
     return job
 
@@ -179,12 +272,13 @@ def list_sources(
     after: tuple[datetime, str] | None = None,
     status: SourceStatus | None = None,
     external_id: str | None = None,
+    with_text: bool = False,
 ) -> tuple[list[Source], bool]:
     """Up to `limit` of the library's sources in creation order, after the (created_at, id) cursor;
-    and whether more follow."""
-    query = select(Source).options(WITHOUT_TEXT).where(Source.library_id == library_id)
-    if status:
-        query = query.where(Source.status == status)
+    and whether more follow. `with_text` loads their extracted text too."""
+    query = select(Source).options(*(() if with_text else (WITHOUT_TEXT,))).where(Source.library_id == library_id)
+    # A removed source is a record of a removal, listed only when asked for.
+    query = query.where(Source.status == status) if status else query.where(Source.status != SourceStatus.removed)
     if external_id:
         query = query.where(Source.external_id == external_id)
     if after:
@@ -205,6 +299,85 @@ def find_source(session: Session, source_id: str) -> Source | None:
 def delete_source(session: Session, source: Source) -> None:
     session.delete(source)
     session.commit()
+
+
+def sources_with_external_id(session: Session, library_id: str, external_id: str) -> list[Source]:
+    """Every source of the library with this external id (removal records aside)."""
+    query = select(Source).options(WITHOUT_TEXT).where(
+        Source.library_id == library_id, Source.external_id == external_id, Source.status != SourceStatus.removed
+    )
+    return list(session.exec(query.order_by(Source.created_at, Source.id)))
+
+
+def source_for_url(session: Session, library_id: str, url: str, external_id: str) -> Source | None:
+    """The source that already stands for `url` (under its default external id) in the library:
+    stored, or on its way to being stored."""
+    query = select(Source).options(WITHOUT_TEXT).where(
+        Source.library_id == library_id,
+        Source.origin == "url",
+        Source.uri == url,
+        Source.external_id == external_id,
+        col(Source.status).not_in((SourceStatus.failed, SourceStatus.duplicate, SourceStatus.removed)),
+    )
+    return session.exec(query.order_by(col(Source.created_at).desc())).first()
+
+
+def sources_named(session: Session, library_id: str, names: Iterable[str]) -> dict[str, Source]:
+    """Uploaded files of the library by file name (stored or in flight), for duplicate_handling."""
+    names = list(names)
+    if not names:
+        return {}
+    query = select(Source).options(WITHOUT_TEXT).where(
+        Source.library_id == library_id,
+        Source.origin == "file",
+        col(Source.uri).in_(names),
+        col(Source.status).not_in((SourceStatus.failed, SourceStatus.duplicate, SourceStatus.removed)),
+    )
+    return {source.uri: source for source in session.exec(query.order_by(Source.created_at, Source.id))}
+
+
+def file_names_taken(session: Session, library_id: str, stem: str) -> set[str]:
+    """File names of the library's uploads that start with `stem`, whatever their state."""
+    query = select(Source.uri).where(
+        Source.library_id == library_id, Source.origin == "file", col(Source.uri).startswith(stem, autoescape=True)
+    )
+    return {uri for uri in session.exec(query) if uri}
+
+
+def stored_source_ids(session: Session, library_id: str) -> list[str]:
+    """Ids of the library's sources that hold chunks, oldest first."""
+    query = select(Source.id).where(Source.library_id == library_id, col(Source.status).in_(STORED_SOURCE_STATUSES))
+    return list(session.exec(query.order_by(Source.created_at, Source.id)))
+
+
+def sources_left_out(session: Session, library_id: str, keep: set[str], prefix: str | None) -> list[str]:
+    """Ids of the library's finished sources that a full-set declaration of `keep` (the external ids
+    there are, under `prefix` if given) leaves out. Without a prefix every source counts, those
+    without an external id too; with one, only sources whose external id starts with it."""
+    query = select(Source.id, Source.external_id).where(
+        Source.library_id == library_id,
+        col(Source.status).in_((*STORED_SOURCE_STATUSES, SourceStatus.failed, SourceStatus.duplicate)),
+    )
+    if prefix:
+        query = query.where(col(Source.external_id).startswith(prefix, autoescape=True))
+    rows = session.exec(query.order_by(Source.created_at, Source.id))
+    return [source_id for source_id, external_id in rows if external_id not in keep]
+
+
+def record_removal(session: Session, source: Source, reason: str, job_id: str | None) -> list[str]:
+    """A source removed with its chunks (by the caller, first) stays as a record: status `removed`,
+    `error` saying why, under the job that removed it. Returns the blob path to delete, if any."""
+    blob = [source.blob_path] if source.blob_path else []
+    source.status = SourceStatus.removed
+    source.error = reason
+    source.error_code = "removed"
+    source.chunk_count = 0
+    source.blob_path = None
+    source.job_id = job_id
+    source.updated_at = source.processed_at = utcnow()
+    session.add(source)
+    session.commit()
+    return blob
 
 
 def get_job(session: Session, workspace_id: str, job_id: str) -> IngestJob:
@@ -240,12 +413,16 @@ def job_source_ids(session: Session, job_ids: Sequence[str]) -> dict[str, list[s
 def stored_original(session: Session, source: Source) -> Source | None:
     """The stored source that `source` repeats, if any: then nothing of it is stored. The dedupe rule.
 
-    With an external id, only the source it would replace counts, and only when its bytes are the
-    same (an unchanged upsert); without one, any other source of the library with the same bytes that
+    With an external id (or a file it `replaces`), only the source it would replace counts, and only
+    when its bytes are the same (an unchanged upsert); without one, any other source of the library with the same bytes that
     is stored or on its way to being stored, and of two equal sources in flight the one created first.
     """
     if source.content_hash is None:
         return None
+    if source.replaces:  # an upload replacing a file of its name: an upsert keyed by that file
+        current = session.get(Source, source.replaces, options=[WITHOUT_TEXT])
+        stored = current is not None and current.status in STORED_SOURCE_STATUSES
+        return current if stored and current.content_hash == source.content_hash else None
     if source.external_id:
         current = current_source_for_external_id(
             session, source.library_id, source.external_id, exclude_source_id=source.id
@@ -275,7 +452,7 @@ def find_stored_duplicate(
     query = select(Source).options(WITHOUT_TEXT).where(
         Source.library_id == library_id,
         Source.content_hash == content_hash,
-        col(Source.status).not_in((SourceStatus.failed, SourceStatus.duplicate)),
+        col(Source.status).not_in((SourceStatus.failed, SourceStatus.duplicate, SourceStatus.removed)),
     )
     if exclude_source_id:
         query = query.where(Source.id != exclude_source_id)
@@ -310,20 +487,29 @@ def update_source(session: Session, source_id: str, **fields: Any) -> Source:
     return source
 
 
-def delete_replaced_sources(session: Session, library_id: str, external_id: str, keep_source_id: str) -> list[str]:
-    """Remove the rows of sources an external-id upsert replaced; their chunks are already gone."""
+def delete_replaced_sources(
+    session: Session, library_id: str, external_id: str | None, keep_source_id: str, *, also: Sequence[str] = ()
+) -> list[str]:
+    """Remove the rows of the sources an upsert replaced (those of its external id, and `also`);
+    their chunks are already gone. Returns the blob paths the caller should remove."""
+    conditions = [col(Source.id).in_(list(also))] if also else []
+    if external_id:
+        conditions.append(Source.external_id == external_id)
+    if not conditions:
+        return []
     replaced = session.exec(
         select(Source).where(
             Source.library_id == library_id,
-            Source.external_id == external_id,
+            or_(*conditions),
             Source.id != keep_source_id,
             col(Source.status).in_(FINAL_SOURCE_STATUSES),
         )
     ).all()
+    blobs = [s.blob_path for s in replaced if s.blob_path]
     for source in replaced:
         session.delete(source)
     session.commit()
-    return [s.id for s in replaced]
+    return blobs
 
 
 def start_job(session: Session, job_id: str, flow_run_id: str | None) -> IngestJob:
@@ -360,10 +546,10 @@ def record_start_deferred(session: Session, job_id: str, note: str) -> None:
     session.commit()
 
 
-def jobs_waiting_for_a_run(session: Session, note_prefix: str) -> list[str]:
-    """Pending jobs without a flow run whose error says they wait for one."""
+def jobs_waiting_for_a_run(session: Session, note_prefix: str) -> list[tuple[str, JobKind]]:
+    """Pending jobs without a flow run whose error says they wait for one: (id, kind)."""
     return [
-        job.id
+        (job.id, JobKind(job.kind))
         for job in unfinished_jobs(session)
         if job.status == JobStatus.pending and not job.flow_run_id and (job.error or "").startswith(note_prefix)
     ]
@@ -375,23 +561,112 @@ def refresh_job_progress(session: Session, job_id: str) -> IngestJob:
     sources = job_sources(session, job)
     job.progress_total = len(sources)
     _count_final_sources(job, sources)
-    job.chunk_count = sum(s.chunk_count or 0 for s in sources if s.status in (SourceStatus.completed, SourceStatus.partial))
     if job.progress_current >= job.progress_total:
-        job.status = _job_outcome(job)
-        job.finished_at = utcnow()
-        failed = [s for s in sources if s.status == SourceStatus.failed]
-        job.error = (
-            f"{len(failed)} of {len(sources)} sources failed; first: {failed[0].error}" if failed else None
-        )
+        _finish(job, sources)
     job.updated_at = utcnow()
     session.add(job)
     session.commit()
     return job
 
 
+def _finish(job: IngestJob, sources: Sequence[Source]) -> None:
+    job.chunk_count = sum(s.chunk_count or 0 for s in sources if s.status in STORED_SOURCE_STATUSES)
+    job.status = _job_outcome(job)
+    job.finished_at = utcnow()
+    failed = [s for s in sources if s.status == SourceStatus.failed]
+    job.error = f"{len(failed)} of {len(sources)} sources failed; first: {failed[0].error}" if failed else None
+
+
+def count_job_step(
+    session: Session, job_id: str, *, completed: int = 0, failed: int = 0, removed: int = 0, chunks: int = 0,
+    error: str | None = None,
+) -> None:
+    """One step of a reindex or prune job done: its counts move on (their sources are not the job's).
+    One UPDATE, so steps counted by concurrent threads all count."""
+    values: dict[str, Any] = {
+        "completed_count": IngestJob.completed_count + completed,
+        "failed_count": IngestJob.failed_count + failed,
+        "removed_count": IngestJob.removed_count + removed,
+        "chunk_count": IngestJob.chunk_count + chunks,
+        "progress_current": IngestJob.progress_current + completed + failed + removed,
+        "updated_at": utcnow(),
+    }
+    if error:
+        values["error"] = func.coalesce(IngestJob.error, error)
+    session.execute(update(IngestJob).where(IngestJob.id == job_id).values(**values))
+    session.commit()
+
+
+def set_job_total(session: Session, job_id: str, total: int) -> IngestJob:
+    job = _job(session, job_id)
+    job.progress_total = total
+    job.updated_at = utcnow()
+    session.add(job)
+    session.commit()
+    return job
+
+
+def finish_job(session: Session, job_id: str, *, error: str | None = None) -> IngestJob:
+    """End a reindex or prune job from its counts; `error` (a reason it stopped) fails it."""
+    job = _job(session, job_id)
+    job.status = JobStatus.failed if error else _job_outcome(job)
+    if error:
+        job.error = error
+    elif job.failed_count:
+        job.error = f"{job.failed_count} of {job.progress_total} sources failed; first: {job.error}"
+    job.finished_at = job.updated_at = utcnow()
+    session.add(job)
+    session.commit()
+    return job
+
+
+def switch_chunk_table(
+    session: Session, library_id: str, *, table: str, embedding_model: str, embedding_dim: int,
+    counts: dict[str, tuple[int, int]],
+) -> Library:
+    """A re-index to another model is done: the library reads `table` from now on, and its sources'
+    chunk and token counts are the new table's, in one commit."""
+    library = session.get(Library, library_id)
+    library.chunk_table_key = None if table == library.id else table
+    library.embedding_model = embedding_model
+    library.embedding_dim = embedding_dim
+    library.updated_at = utcnow()
+    session.add(library)
+    for source_id, (chunks, tokens) in counts.items():
+        source = session.get(Source, source_id, options=[WITHOUT_TEXT])
+        if source is not None:
+            source.chunk_count, source.token_count = chunks, tokens
+            session.add(source)
+    session.commit()
+    return library
+
+
+def unfinished_job_of_kind(session: Session, library_id: str, kind: JobKind) -> IngestJob | None:
+    query = select(IngestJob).where(
+        IngestJob.library_id == library_id,
+        IngestJob.kind == kind,
+        col(IngestJob.status).in_((JobStatus.pending, JobStatus.processing)),
+    )
+    return session.exec(query.order_by(IngestJob.created_at)).first()
+
+
+def unfinished_ingest_jobs_before(session: Session, library_id: str, job: IngestJob) -> list[str]:
+    """Ids of the library's ingest jobs created before `job` that have not finished."""
+    query = select(IngestJob.id).where(
+        IngestJob.library_id == library_id,
+        IngestJob.kind == JobKind.ingest,
+        IngestJob.created_at <= job.created_at,
+        IngestJob.id != job.id,
+        col(IngestJob.status).in_((JobStatus.pending, JobStatus.processing)),
+    )
+    return list(session.exec(query))
+
+
 def fail_job(session: Session, job_id: str, message: str) -> IngestJob:
     """End a job whose flow run died: its unfinished sources fail with `message`."""
     job = _job(session, job_id)
+    if job.kind != JobKind.ingest:
+        return finish_job(session, job_id, error=message)
     for source in job_sources(session, job):  # a source retried since belongs to its new job
         if not source.status.is_final:
             source.status = SourceStatus.failed
@@ -422,11 +697,14 @@ def _count_final_sources(job: IngestJob, sources: Sequence[Source]) -> None:
     job.partial_count = statuses.count(SourceStatus.partial)
     job.failed_count = statuses.count(SourceStatus.failed)
     job.duplicate_count = statuses.count(SourceStatus.duplicate)
-    job.progress_current = job.completed_count + job.partial_count + job.failed_count + job.duplicate_count
+    job.removed_count = statuses.count(SourceStatus.removed)
+    job.progress_current = (
+        job.completed_count + job.partial_count + job.failed_count + job.duplicate_count + job.removed_count
+    )
 
 
 def _job_outcome(job: IngestJob) -> JobStatus:
-    succeeded = job.completed_count + job.duplicate_count
+    succeeded = job.completed_count + job.duplicate_count + job.removed_count
     if job.failed_count == 0 and job.partial_count == 0:
         return JobStatus.completed
     if succeeded == 0 and job.partial_count == 0:
@@ -464,24 +742,38 @@ def stored_url_sources(session: Session) -> list[Source]:
         session.exec(
             select(Source).options(WITHOUT_TEXT).where(
                 Source.origin == "url",
-                col(Source.status).in_((SourceStatus.completed, SourceStatus.partial)),
+                col(Source.status).in_(STORED_SOURCE_STATUSES),
             )
         )
     )
 
 
-def forget_unchanged_sync_sources(session: Session, job_id: str) -> None:
-    """A re-sync that found nothing new leaves no trace: its `duplicate` sources (and empty job) go."""
+def record_sync_outcome(
+    session: Session, source_id: str, *, error: str | None, error_code: str | None, gone: bool
+) -> int:
+    """What a sync found for a stored URL source: the error of a failed fetch (None: the page was
+    there, unchanged) and whether the page is gone (404/410). Returns the consecutive syncs that found
+    it gone."""
+    source = session.get(Source, source_id, options=[WITHOUT_TEXT])
+    if source is None:
+        return 0
+    source.error = f"the last sync failed: {error}" if error else None
+    source.error_code = error_code
+    source.gone_syncs = source.gone_syncs + 1 if gone else 0
+    source.updated_at = utcnow()
+    session.add(source)
+    session.commit()
+    return source.gone_syncs
+
+
+def forget_job_if_empty(session: Session, job_id: str) -> bool:
+    """Delete a job no source names any more (a sync that changed nothing); True if it went."""
     job = session.get(IngestJob, job_id)
     if job is None:
-        return
-    sources = job_sources(session, job)
-    unchanged = [s for s in sources if s.status == SourceStatus.duplicate]
-    for source in unchanged:
-        session.delete(source)
-    if len(unchanged) == len(sources):
-        session.delete(job)
-        session.commit()
-        return
+        return True
+    if job_sources(session, job):
+        refresh_job_progress(session, job_id)
+        return False
+    session.delete(job)
     session.commit()
-    refresh_job_progress(session, job_id)
+    return True

@@ -9,8 +9,10 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from gristmill.metadata import MEMORY_FIELDS
 
 
 def utcnow() -> datetime:
@@ -36,6 +38,7 @@ class SourceStatus(StrEnum):
     partial = "partial"  # stored, with warnings (e.g. pages without text)
     failed = "failed"
     duplicate = "duplicate"  # same content already in the library; nothing stored
+    removed = "removed"  # was stored; removed with its chunks by a sync or a full-set declaration (`error` says why)
 
     @property
     def is_final(self) -> bool:
@@ -43,8 +46,15 @@ class SourceStatus(StrEnum):
 
 
 FINAL_SOURCE_STATUSES = frozenset(
-    {SourceStatus.completed, SourceStatus.partial, SourceStatus.failed, SourceStatus.duplicate}
+    {SourceStatus.completed, SourceStatus.partial, SourceStatus.failed, SourceStatus.duplicate, SourceStatus.removed}
 )
+STORED_SOURCE_STATUSES = (SourceStatus.completed, SourceStatus.partial)
+
+
+class JobKind(StrEnum):
+    ingest = "ingest"  # fetch, parse, chunk, embed and store the job's sources
+    reindex = "reindex"  # re-chunk and re-embed every stored source of the library
+    prune = "prune"  # remove the sources a full-set declaration leaves out
 
 
 class JobStatus(StrEnum):
@@ -90,12 +100,32 @@ class Library(SQLModel, table=True):
     name: str = Field(max_length=200)
     description: str | None = None
     metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    instructions: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     embedding_model: str
     embedding_dim: int
     chunk_max_tokens: int
     chunk_overlap_tokens: int
+    # The chunk store table holding the library's vectors; a re-index to another model fills a new one
+    # and switches to it when done. None: the first table, named by the library id.
+    chunk_table_key: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def chunk_table(self) -> str:
+        """The key the chunk store knows this library's current table by."""
+        return self.chunk_table_key or self.id
+
+    @property
+    def chunk_tables(self) -> tuple[str, str]:
+        """Both tables a library may own: its first, and the one a re-index to another model fills."""
+        return self.id, f"{self.id}_r"
+
+    @property
+    def next_chunk_table(self) -> str:
+        """The table a re-index to another model fills: whichever of the two is not current."""
+        first, second = self.chunk_tables
+        return second if self.chunk_table == first else first
 
 
 class Source(SQLModel, table=True):
@@ -122,14 +152,27 @@ class Source(SQLModel, table=True):
     error: str | None = None
     error_code: str | None = None
     duplicate_of: str | None = None  # the source whose content this one repeats
+    replaces: str | None = None  # the source this one replaces once stored (an upload with duplicate_handling=replace)
     token_count: int | None = None
     chunk_count: int | None = None
     page_count: int | None = None
     metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    # Agent memory: whose it is and what it is about; stored on the chunks (as tags) and filterable.
+    user_id: str | None = Field(default=None, max_length=255)
+    agent_id: str | None = Field(default=None, max_length=255)
+    role: str | None = Field(default=None, max_length=100)
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Consecutive scheduled syncs on which this URL source's page answered 404 or 410.
+    gone_syncs: int = 0
     extracted_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     processed_at: datetime | None = None
+
+    @property
+    def memory_fields(self) -> dict[str, Any]:
+        """user_id, agent_id, role and categories, those that are set: what the chunks carry besides metadata."""
+        return {name: getattr(self, name) for name in MEMORY_FIELDS if getattr(self, name)}
 
     @property
     def filename(self) -> str | None:
@@ -149,6 +192,9 @@ class IngestJob(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     workspace_id: str = Field(foreign_key="workspaces.id", index=True)
     library_id: str = Field(foreign_key="libraries.id", index=True)
+    kind: JobKind = Field(default=JobKind.ingest, sa_column=Column(String(20), nullable=False, server_default="ingest"))
+    # What a reindex or prune job was asked to do (the target model, the declared external ids).
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: JobStatus = Field(default=JobStatus.pending, index=True)
     progress_current: int = 0
     progress_total: int = 0
@@ -156,6 +202,7 @@ class IngestJob(SQLModel, table=True):
     partial_count: int = 0
     failed_count: int = 0
     duplicate_count: int = 0
+    removed_count: int = 0
     chunk_count: int = 0
     flow_run_id: str | None = Field(default=None, index=True)
     error: str | None = None

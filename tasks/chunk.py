@@ -89,8 +89,16 @@ class _Span:
     heading_path: list[str]
 
 
-def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, tokenizer: Tokenizer) -> list[Chunk]:
-    """Chunks of at most min(max_tokens, 254) tokens, in document order, with offsets into Document.text.
+def chunk_document(
+    document: Document,
+    *,
+    max_tokens: int,
+    overlap_tokens: int,
+    tokenizer: Tokenizer,
+    window_tokens: int = MODEL_WINDOW_TOKENS,
+) -> list[Chunk]:
+    """Chunks of at most min(max_tokens, window_tokens - 2) tokens (the embedding model's window, less
+    [CLS] and [SEP]: 254 for the packaged model), in document order, with offsets into Document.text.
 
     `overlap_tokens` applies only between the pieces of a block that had to be split; chunks made
     of whole blocks do not overlap.
@@ -99,7 +107,7 @@ def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, 
         raise InvalidRequest(f"chunk_max_tokens must be at least 1, not {max_tokens}", code="invalid_chunk_size")
     if overlap_tokens < 0:
         raise InvalidRequest(f"chunk_overlap_tokens cannot be negative ({overlap_tokens})", code="invalid_chunk_size")
-    budget = min(max_tokens, MAX_CONTENT_TOKENS)
+    budget = min(max_tokens, window_tokens - SPECIAL_TOKENS)
     # Each piece of a split block must move forward by at least half the budget.
     overlap = min(overlap_tokens, budget // 2)
 
@@ -131,11 +139,17 @@ def chunk_document(document: Document, *, max_tokens: int, overlap_tokens: int, 
 
 
 def chunk_with_default_tokenizer(
-    document: Document, max_tokens: int, overlap_tokens: int, tokenizer_path: Path | None = None
+    document: Document,
+    max_tokens: int,
+    overlap_tokens: int,
+    tokenizer_path: Path | None = None,
+    window_tokens: int = MODEL_WINDOW_TOKENS,
 ) -> list[Chunk]:
     """`chunk_document` with the tokenizer at `tokenizer_path` (default: the packaged model's)."""
     tokenizer = load_tokenizer(tokenizer_path)
-    return chunk_document(document, max_tokens=max_tokens, overlap_tokens=overlap_tokens, tokenizer=tokenizer)
+    return chunk_document(
+        document, max_tokens=max_tokens, overlap_tokens=overlap_tokens, tokenizer=tokenizer, window_tokens=window_tokens
+    )
 
 
 # Hashing a whole Document for a cache key that is never used costs more than chunking it again.

@@ -121,7 +121,7 @@ class EmbeddingsClient:
             received = matrix.shape[1] if matrix.ndim == 2 else None
             raise EmbeddingRejected(
                 f"the embeddings endpoint {self.url} returned vectors of {received} dimensions, expected "
-                f"{self.dimensions}; does GRISTMILL_EMBEDDING_MODEL name the model the library was built with?",
+                f"{self.dimensions}; is {self.model} really {self.dimensions}-dimensional (GRISTMILL_EMBEDDING_MODELS)?",
                 code="embedding_dimension_mismatch",
                 details={"expected": self.dimensions, "received": received},
             )
@@ -166,16 +166,23 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def embed_texts(
-    texts: Sequence[str], settings: Settings, on_progress: Callable[[int], None] | None = None
+    texts: Sequence[str],
+    settings: Settings,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    model: str | None = None,
 ) -> np.ndarray:
-    """Embed `texts` with the configured endpoint and model: float32, shape (len(texts), embedding_dim)."""
+    """Embed `texts` with a known model (default: the service's default), at the endpoint that serves
+    it: float32, shape (len(texts), the model's dimensions). ServiceUnavailable for a model the
+    configuration does not name."""
+    known = settings.library_model(model or settings.embedding_model)
     client = shared_embeddings_client(
-        settings.embeddings_url,
-        settings.embedding_model,
-        api_key=settings.embeddings_api_key,
+        known.url,
+        known.name,
+        api_key=known.api_key,
         timeout=settings.embeddings_timeout_seconds,
         batch_size=settings.embed_batch_size,
-        dimensions=settings.embedding_dim,
+        dimensions=known.dimensions,
     )
     return client.embed(texts, on_progress)
 
@@ -195,9 +202,16 @@ def shared_embeddings_client(
 
 
 def embed_chunk_texts(
-    library_id: str, texts: Sequence[str], settings: Settings, on_progress: Callable[[int], None] | None = None
+    library_id: str,
+    texts: Sequence[str],
+    settings: Settings,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    model: str | None = None,
 ) -> np.ndarray:
-    """Vectors for what a source's chunks embed (their indexed_text); only texts without a stored vector are embedded.
+    """Vectors for what a source's chunks embed (their indexed_text) with the library's `model`,
+    embedding only texts that the chunk table `library_id` (a library's `chunk_table`, whose vectors
+    are all of that model) holds no vector for.
 
     Re-ingesting an edited document so costs only its changed chunks; a text repeated within the
     document is embedded once.
@@ -211,10 +225,10 @@ def embed_chunk_texts(
     if missing:
         texts_by_key = dict(zip(keys, texts))
         report = (lambda done: on_progress(reused + done)) if on_progress else None
-        fresh = embed_texts([texts_by_key[k] for k in missing], settings, on_progress=report)
+        fresh = embed_texts([texts_by_key[k] for k in missing], settings, on_progress=report, model=model)
         known.update(zip(missing, fresh))
     if not keys:
-        return np.zeros((0, settings.embedding_dim), dtype=np.float32)
+        return np.zeros((0, settings.library_model(model or settings.embedding_model).dimensions), dtype=np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
 
 

@@ -12,6 +12,7 @@ from connectors.url import fetch_url
 from gristmill.documents import FetchedContent
 from gristmill.errors import FetchError, InvalidRequest
 from gristmill.settings import Settings
+from storage.blobs import blob_bytes
 from tasks.parse.formats import largest_size_limit
 from tasks.retries import NETWORK_RETRY_DELAYS_SECONDS, retry_if_retryable
 
@@ -76,3 +77,19 @@ fetch_task = task(
     cache_policy=NO_CACHE,
     persist_result=False,
 )(fetch_source)
+
+
+def original_content(
+    *, blob_path: str | None, extracted_text: str | None, content_type: str | None, content_format: str | None,
+    filename: str | None, uri: str | None,
+) -> FetchedContent:
+    """A stored source's content for re-indexing: its original bytes where they were kept, else its
+    extracted text (Markdown stays Markdown; other formats are read back as plain text, their layout
+    gone). Never the network: a re-index reads what is stored."""
+    data = blob_bytes(blob_path)
+    if data is not None:
+        return FetchedContent(data=data, content_type=content_type, uri=uri, filename=filename)
+    if not extracted_text:
+        raise FetchError("neither the original nor the extracted text of this source is stored", code="original_missing")
+    fallback_type = "text/markdown" if content_format == "markdown" else "text/plain"
+    return FetchedContent(data=extracted_text.encode("utf-8"), content_type=fallback_type, uri=uri, filename=None)

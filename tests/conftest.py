@@ -117,3 +117,31 @@ def model_embeddings_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def second_model_url() -> Iterator[str]:
+    """A second embedding model for the service: the hashing test embedder at 64 dimensions."""
+    from tests.embedder import HashingEncoder, serve_test_embedder
+    from tests.running_service import SECOND_MODEL, SECOND_MODEL_DIMENSIONS
+
+    with serve_test_embedder(encoder=HashingEncoder(SECOND_MODEL_DIMENSIONS, SECOND_MODEL)) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+def service(prefect_server: str, second_model_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """The whole service, started as users start it (`gristmill serve`), shared by the session's tests."""
+    from tests.running_service import running_service
+
+    with running_service(tmp_path_factory.mktemp("service-home"), second_model_url) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def web():
+    """A loopback web server for URL sources."""
+    from tests.http_server import LoopbackServer
+
+    with LoopbackServer() as server:
+        yield server

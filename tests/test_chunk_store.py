@@ -322,9 +322,14 @@ def test_search_filters_by_metadata_including_quotes(library: ChunkStore) -> Non
     assert search({"year": 2021.0}) == ["quotes:0", "quotes:1"]
     assert search({"year": 2020}) == []
     assert search({"author": "O'Brien' OR '1'='1"}) == []
-    with pytest.raises(InvalidRequest) as err:
-        search({"author": ["a", "b"]})
-    assert err.value.code == "invalid_filter"
+    # A list matches any of its values; an empty one matches nothing.
+    assert search({"author": ["Nobody", "O'Brien"], "year": 2021}) == ["quotes:0", "quotes:1"]
+    assert search({"author": ["Nobody", "Someone"]}) == []
+    assert search({"author": []}) == []
+    for unusable in ({"author": {"first": "a"}}, {"author": ["a", ["b"]]}):
+        with pytest.raises(InvalidRequest) as err:
+            search(unusable)
+        assert err.value.code == "invalid_filter"
 
 
 def test_a_filter_does_not_shrink_results_below_the_limit(store: ChunkStore) -> None:
@@ -467,3 +472,52 @@ def test_a_table_made_before_the_context_header_gains_its_columns_and_keeps_its_
     assert sorted(ids(store.search(LIB, query_text="birds", query_vector=None, mode="keyword", limit=5))) == ["new:0"]
     names = {index.name for index in lance_table(tmp_path).list_indices()}
     assert "search_text_idx" in names and "text_idx" not in names
+
+
+# --- re-tagging, library listings, replacing another source ----------------------------------------
+
+
+def test_retag_source_changes_title_metadata_and_tags_but_not_texts_or_vectors(store: ChunkStore, tmp_path: Path) -> None:
+    old_source = {"team": "docs", "draft": True}
+    store.replace_source(
+        LIB, "src", rows(["first piece", "second piece"], source_metadata=old_source, metadata={"row_start": 1}, title="Old"),
+        dim=DIM,
+    )
+    store.replace_source(LIB, "other", rows(["unrelated"], seed=5, source_metadata={"team": "docs"}), dim=DIM)
+    vectors_before = lance_table(tmp_path).search().where("source_id = 'src'").to_arrow()["vector"].to_pylist()
+    version = lance_table(tmp_path).version
+
+    changed = store.retag_source(LIB, "src", title="New", metadata_before=old_source, metadata_after={"team": "oceans"})
+
+    assert changed == 2 and lance_table(tmp_path).version == version + 1  # one commit
+    listed = store.list_chunks(LIB, "src")
+    assert [(c.text, c.title) for c in listed] == [("first piece", "New"), ("second piece", "New")]
+    assert listed[0].metadata["team"] == "oceans" and "draft" not in listed[0].metadata
+    assert listed[0].metadata["row_start"] == 1  # the chunk's own metadata stays
+    assert lance_table(tmp_path).search().where("source_id = 'src'").to_arrow()["vector"].to_pylist() == vectors_before
+
+    def found(metadata) -> set[str]:
+        hits = store.search(LIB, query_text="", query_vector=unit(0), mode="vector", limit=10, metadata=metadata)
+        return {h.source_id for h in hits}
+
+    assert found({"team": "oceans"}) == {"src"} and found({"team": "docs"}) == {"other"} and found({"draft": True}) == set()
+    assert found({"row_start": 1}) == {"src"}
+    assert store.retag_source(LIB, "missing", title=None, metadata_before={}, metadata_after={}) == 0
+
+
+def test_a_library_lists_all_its_chunks_by_source_then_position(store: ChunkStore) -> None:
+    store.replace_source(LIB, "b-src", rows(["b0", "b1"]), dim=DIM)
+    store.replace_source(LIB, "a-src", rows(["a0", "a1", "a2"], seed=3), dim=DIM)
+    assert [c.text for c in store.list_chunks(LIB, None)] == ["a0", "a1", "a2", "b0", "b1"]
+    assert [c.text for c in store.list_chunks(LIB, None, offset=2, limit=2)] == ["a2", "b0"]
+    assert store.list_chunks("never-written", None) == []
+
+
+def test_a_source_replaces_another_named_source_in_the_same_commit(store: ChunkStore, tmp_path: Path) -> None:
+    store.replace_source(LIB, "v1", rows(["old guide"]), dim=DIM)
+    store.replace_source(LIB, "keep", rows(["other file"], seed=4), dim=DIM)
+    version = lance_table(tmp_path).version
+    store.replace_source(LIB, "v2", rows(["new guide"], seed=8), dim=DIM, replaces=["v1"])
+    assert lance_table(tmp_path).version == version + 1
+    assert store.list_chunks(LIB, "v1") == [] and [c.text for c in store.list_chunks(LIB, "v2")] == ["new guide"]
+    assert [c.text for c in store.list_chunks(LIB, "keep")] == ["other file"]

@@ -189,14 +189,58 @@ def test_url_sync_replaces_changed_pages_and_forgets_unchanged_ones(home: Path) 
                   content_type="text/html")
         changed = sync_url_sources()
         unchanged = sync_url_sources()
-    assert changed == {"checked": 1, "changed": 1, "failed": 0}
-    assert unchanged == {"checked": 1, "changed": 0, "failed": 0}
+    assert changed == {"checked": 1, "changed": 1, "failed": 0, "removed": 0}
+    assert unchanged == {"checked": 1, "changed": 0, "failed": 0, "removed": 0}
     assert [hit.text for hit in search("monday menu", mode="keyword", limit=10)] == ["Monday: pumpkin risotto."]
     with session_scope(get_settings().resolved_database_url) as session:
         sources = session.exec(select(Source)).all()
         jobs = session.exec(select(IngestJob)).all()
     assert [(s.uri, s.status.value, s.external_id) for s in sources] == [(web.url("/menu.html"), "completed", web.url("/menu.html"))]
     assert len(jobs) == 2  # the first ingest and the sync that found a change; the idle sync left none
+
+
+def test_a_sync_records_failures_on_the_source_and_removes_a_page_gone_on_consecutive_syncs(home: Path) -> None:
+    from flows.sync import sync_url_sources
+
+    with LoopbackServer() as web:
+        web.serve("/kept.html", "<html><body><article><p>The ferry runs every hour.</p></article></body></html>",
+                  content_type="text/html")
+        web.serve("/moved.html", "<html><body><article><p>The old timetable lists a night bus.</p></article></body></html>",
+                  content_type="text/html")
+        assert ingest([SourceSpec(origin="url", uri=web.url("/kept.html")),
+                       SourceSpec(origin="url", uri=web.url("/moved.html"))])["status"] == "completed"
+        web.serve("/kept.html", "sign in first", status=403)  # a failure that is not a gone page (and not retried)
+        web.serve("/moved.html", "gone", status=404)
+        first = sync_url_sources()
+        kept, moved = _url_sources(web)
+        after_first = _source_rows()
+        web.serve("/kept.html", "<html><body><article><p>The ferry runs every hour.</p></article></body></html>",
+                  content_type="text/html")
+        second = sync_url_sources()
+    assert first == {"checked": 2, "changed": 0, "failed": 2, "removed": 0}
+    # A failing sync adds no row: the stored source records the error and stays searchable.
+    assert after_first == 2 and (kept.status.value, moved.status.value) == ("completed", "completed")
+    assert kept.error_code == "http_403" and kept.error.startswith("the last sync failed: ")
+    assert (moved.error_code, moved.gone_syncs) == ("http_404", 1)
+    assert second == {"checked": 2, "changed": 0, "failed": 0, "removed": 1}
+    kept, moved = _url_sources(web)
+    assert (kept.status.value, kept.error, kept.gone_syncs) == ("completed", None, 0)
+    assert moved.status.value == "removed" and moved.error == "the page answered 404 on 2 consecutive syncs"
+    assert [hit.text for hit in search("night bus timetable", mode="keyword", limit=10)] == []
+    with session_scope(get_settings().resolved_database_url) as session:
+        job = session.get(IngestJob, moved.job_id)
+    assert (job.removed_count, job.status.value) == (1, "completed")  # the sync's job records the removal
+
+
+def _url_sources(web: LoopbackServer) -> tuple[Source, Source]:
+    with session_scope(get_settings().resolved_database_url) as session:
+        by_uri = {s.uri: s for s in session.exec(select(Source))}
+    return by_uri[web.url("/kept.html")], by_uri[web.url("/moved.html")]
+
+
+def _source_rows() -> int:
+    with session_scope(get_settings().resolved_database_url) as session:
+        return len(session.exec(select(Source)).all())
 
 
 def test_the_vector_index_is_built_by_the_job_that_crosses_the_threshold(

@@ -6,92 +6,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from flows.ingest import flow_run_process_name
-from tests.conftest import LOOPBACK, free_port, wait_for_http
 from tests.http_server import LoopbackServer
+from tests.running_service import Service, create_library, new_key, search, wait_for_job
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Service:
-    base_url: str
-    admin_key: str
-    home: Path
-    process: subprocess.Popen
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
-
-
-@pytest.fixture(scope="session")
-def service(prefect_server: str, tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("service-home")
-    api_port, embeddings_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "GRISTMILL_HOME": str(home),
-        "GRISTMILL_API_PORT": str(api_port),
-        "GRISTMILL_EMBEDDINGS_PORT": str(embeddings_port),
-        "GRISTMILL_EMBEDDINGS_URL": f"http://127.0.0.1:{embeddings_port}/v1",
-        "GRISTMILL_RECONCILE_INTERVAL_SECONDS": "1",
-        "GRISTMILL_FETCH_ALLOWED_NETWORKS": LOOPBACK,
-    }
-    log = open(home / "serve.out", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gristmill.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    base_url = f"http://127.0.0.1:{api_port}"
-    try:
-        deadline = time.monotonic() + 300
-        while not (home / "admin.key").exists() or b"Press Ctrl-C" not in (home / "serve.out").read_bytes():
-            assert process.poll() is None, (home / "serve.out").read_text()
-            assert time.monotonic() < deadline, (home / "serve.out").read_text()
-            time.sleep(0.5)
-        wait_for_http(f"{base_url}/healthz", timeout=30, process=process)
-        yield Service(base_url, (home / "admin.key").read_text().strip(), home, process)
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-
-
-@pytest.fixture(scope="session")
-def web() -> LoopbackServer:
-    with LoopbackServer() as server:
-        yield server
-
-
-def create_library(client: httpx.Client, name: str, **extra) -> dict:
-    answer = client.post("/v1/libraries", json={"name": name, **extra})
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("completed", "partial", "failed"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
-
-
-def search(client: httpx.Client, library_id: str, query: str, **extra) -> list[dict]:
-    answer = client.post(f"/v1/libraries/{library_id}/search", json={"query": query, **extra})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["results"]
 
 
 def test_health_and_openapi(service: Service) -> None:
@@ -114,7 +38,7 @@ def test_auth_errors_use_the_envelope(service: Service) -> None:
     assert wrong.json()["error"] == {
         "type": "authentication_error", "code": "invalid_api_key", "message": "invalid or revoked API key", "details": None
     }
-    reader_key = _new_key(service, "readers", "ingest.read")
+    reader_key = new_key(service, "readers", "ingest.read")
     with service.client(reader_key) as reader:
         assert reader.get("/v1/libraries").status_code == 200
         denied = reader.post("/v1/libraries", json={"name": "nope"})
@@ -215,7 +139,7 @@ def test_workspaces_are_isolated(service: Service) -> None:
         library = create_library(admin, "private")
         job = admin.post(f"/v1/libraries/{library['id']}/ingest", json={"content": "Secret recipe: add cardamom."}).json()
         wait_for_job(admin, job["job_id"])
-    other_key = _new_key(service, "other-team", "ingest.read,ingest.write")
+    other_key = new_key(service, "other-team", "ingest.read,ingest.write")
     with service.client(other_key) as other:
         assert other.get(f"/v1/libraries/{library['id']}").status_code == 404
         assert other.get(f"/v1/jobs/{job['job_id']}").status_code == 404
@@ -290,17 +214,6 @@ def test_killed_flow_run_is_reconciled_and_retry_succeeds(service: Service) -> N
         assert retry.status_code == 202, retry.text
         assert wait_for_job(client, retry.json()["id"], timeout=300)["status"] == "completed"
         assert client.get(f"/v1/sources/{source_id}").json()["chunk_count"] > 10
-
-
-def _new_key(service: Service, workspace: str, scopes: str) -> str:
-    env = {**os.environ, "GRISTMILL_HOME": str(service.home)}
-    result = subprocess.run(
-        [sys.executable, "-m", "gristmill.cli", "keys", "create", "--workspace", workspace, "--scopes", scopes],
-        env=env, capture_output=True, text=True, check=True,
-    )
-    key = result.stdout.strip()
-    assert key.startswith("gm_")
-    return key
 
 
 def _kill_flow_run_process(flow_run_id: str) -> None:

@@ -7,7 +7,7 @@ from api.deps import SessionDep
 from api.schemas import JobCounts, JobOut, JobPage, Progress
 from gristmill.usecases.orchestration import prefect_run_url
 from storage import repository
-from storage.tables import IngestJob
+from storage.tables import IngestJob, JobKind
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -16,6 +16,7 @@ def job_out(job: IngestJob, source_ids: list[str]) -> JobOut:
     return JobOut(
         id=job.id,
         library_id=job.library_id,
+        kind=JobKind(job.kind).value,
         status=job.status.value,
         progress=Progress(current=job.progress_current, total=job.progress_total),
         source_ids=source_ids,
@@ -24,6 +25,7 @@ def job_out(job: IngestJob, source_ids: list[str]) -> JobOut:
             partial=job.partial_count,
             failed=job.failed_count,
             duplicate=job.duplicate_count,
+            removed=job.removed_count,
         ),
         chunk_count=job.chunk_count,
         error=job.error,

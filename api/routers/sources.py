@@ -1,19 +1,26 @@
 import base64
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response, status
 
 from api.auth import Reader, Writer
 from api.deps import ChunkStoreDep, SessionDep, StarterDep
 from api.routers.jobs import jobs_out
-from api.schemas import ChunkOut, ChunkPage, JobOut, Progress, SourceOut, SourcePage
+from api.schemas import ChunkOut, ChunkPage, JobOut, Progress, SourceOut, SourcePage, SourceUpdate
 from gristmill.errors import Conflict, InvalidRequest
+from gristmill.usecases import sources as source_cases
+from gristmill.usecases.libraries import refuse_writes_while_reindexing
 from storage import repository
-from storage.blobs import remove_blob
+from storage.chunks import ChunkView
 from storage.tables import Source, SourceStatus
 
 router = APIRouter(tags=["sources"])
+
+Include = Annotated[Literal["content"] | None, Query(description="`content`: add each source's extracted text.")]
+ChunkOffset = Annotated[int, Query(ge=0)]
+ChunkLimit = Annotated[int, Query(ge=1, le=500)]
 
 
 def source_out(source: Source, *, include_content: bool = False) -> SourceOut:
@@ -39,6 +46,10 @@ def source_out(source: Source, *, include_content: bool = False) -> SourceOut:
         chunk_count=source.chunk_count,
         page_count=source.page_count,
         metadata=source.metadata_,
+        user_id=source.user_id,
+        agent_id=source.agent_id,
+        role=source.role,
+        categories=source.categories,
         created_at=source.created_at,
         updated_at=source.updated_at,
         processed_at=source.processed_at,
@@ -46,11 +57,38 @@ def source_out(source: Source, *, include_content: bool = False) -> SourceOut:
     )
 
 
+def chunk_out(chunk: ChunkView) -> ChunkOut:
+    return ChunkOut(chunk_id=chunk.chunk_id, source_id=chunk.source_id, chunk_index=chunk.chunk_index, text=chunk.text,
+                    metadata=chunk.metadata)
+
+
 @router.get("/v1/sources/{source_id}", response_model=SourceOut)
-def get_source(
-    source_id: str, principal: Reader, session: SessionDep, include: Literal["content"] | None = None
-) -> SourceOut:
+def get_source(source_id: str, principal: Reader, session: SessionDep, include: Include = None) -> SourceOut:
     return source_out(repository.get_source(session, principal.workspace_id, source_id), include_content=include == "content")
+
+
+@router.patch("/v1/sources/{source_id}", response_model=SourceOut)
+def update_source(source_id: str, body: SourceUpdate, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> SourceOut:
+    """Change a source's title, metadata (merged; null removes a key), user_id, agent_id, role or
+    categories; its chunks are re-tagged in one commit, not re-embedded."""
+    source = repository.get_source(session, principal.workspace_id, source_id)
+    library = repository.get_library(session, principal.workspace_id, source.library_id)
+    updated = source_cases.update_source(session, store, library, source, body.model_dump(exclude_unset=True))
+    return source_out(updated)
+
+
+@router.get(
+    "/v1/sources/{source_id}/original",
+    response_class=Response,
+    responses={200: {"description": "The bytes as submitted (or as fetched, for a URL), with their content type.",
+                     "content": {"application/octet-stream": {}}}},
+)
+def download_original(source_id: str, principal: Reader, session: SessionDep) -> Response:
+    original = source_cases.original_of(repository.get_source(session, principal.workspace_id, source_id))
+    headers = {}
+    if original.filename:
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(original.filename)}"
+    return Response(content=original.data, media_type=original.content_type, headers=headers)
 
 
 @router.get("/v1/libraries/{library_id}/sources", response_model=SourcePage)
@@ -60,8 +98,9 @@ def list_sources(
     session: SessionDep,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    status: SourceStatus | None = None,
+    status: Annotated[SourceStatus | None, Query(description="Only sources in this state (`removed` ones are listed only so).")] = None,
     external_id: str | None = None,
+    include: Include = None,
 ) -> SourcePage:
     library = repository.get_library(session, principal.workspace_id, library_id)
     page, more = repository.list_sources(
@@ -71,18 +110,32 @@ def list_sources(
         after=_decode_cursor(cursor) if cursor else None,
         status=status,
         external_id=external_id,
+        with_text=include == "content",
     )
-    return SourcePage(data=[source_out(s) for s in page], next_cursor=_encode_cursor(page[-1]) if more else None)
+    return SourcePage(
+        data=[source_out(s, include_content=include == "content") for s in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )
+
+
+@router.delete("/v1/libraries/{library_id}/sources", status_code=status.HTTP_204_NO_CONTENT)
+def delete_sources_by_external_id(
+    library_id: str,
+    principal: Writer,
+    session: SessionDep,
+    store: ChunkStoreDep,
+    external_id: Annotated[str, Query(min_length=1, max_length=255, description="Delete the sources with this external id.")],
+) -> Response:
+    library = repository.get_library(session, principal.workspace_id, library_id)
+    source_cases.delete_by_external_id(session, store, library, external_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/v1/sources/{source_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_source(source_id: str, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> Response:
     source = repository.get_source(session, principal.workspace_id, source_id)
-    if not source.status.is_final:
-        raise Conflict("the source is still being processed; delete it when its job has finished", code="source_busy")
-    store.delete_source(source.library_id, source.id)
-    remove_blob(source.blob_path)
-    repository.delete_source(session, source)
+    library = repository.get_library(session, principal.workspace_id, source.library_id)
+    source_cases.delete_source(session, store, library, source)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -92,15 +145,28 @@ def list_source_chunks(
     principal: Reader,
     session: SessionDep,
     store: ChunkStoreDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: ChunkOffset = 0,
+    limit: ChunkLimit = 100,
 ) -> ChunkPage:
     source = repository.get_source(session, principal.workspace_id, source_id)
-    chunks = store.list_chunks(source.library_id, source.id, offset=offset, limit=limit)
-    return ChunkPage(
-        data=[ChunkOut(chunk_id=c.chunk_id, chunk_index=c.chunk_index, text=c.text, metadata=c.metadata) for c in chunks],
-        total=store.count(source.library_id, source.id),
-    )
+    table = repository.get_library(session, principal.workspace_id, source.library_id).chunk_table
+    chunks = store.list_chunks(table, source.id, offset=offset, limit=limit)
+    return ChunkPage(data=[chunk_out(c) for c in chunks], total=store.count(table, source.id))
+
+
+@router.get("/v1/libraries/{library_id}/chunks", response_model=ChunkPage)
+def list_library_chunks(
+    library_id: str,
+    principal: Reader,
+    session: SessionDep,
+    store: ChunkStoreDep,
+    offset: ChunkOffset = 0,
+    limit: ChunkLimit = 100,
+) -> ChunkPage:
+    """Every chunk of the library (its passages), by source, then by position in the source."""
+    table = repository.get_library(session, principal.workspace_id, library_id).chunk_table
+    chunks = store.list_chunks(table, None, offset=offset, limit=limit)
+    return ChunkPage(data=[chunk_out(c) for c in chunks], total=store.count(table))
 
 
 @router.post("/v1/sources/{source_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
@@ -110,10 +176,12 @@ def retry_source(source_id: str, principal: Writer, session: SessionDep, starter
     if source.status != SourceStatus.failed:
         raise Conflict(f"only failed sources can be retried; this one is {source.status.value}", code="not_retryable")
     library = repository.get_library(session, principal.workspace_id, source.library_id)
+    refuse_writes_while_reindexing(session, library)
     repository.reset_source(session, source)
     job = repository.create_job(session, library, [source])
     starter.start(job.id)
-    return jobs_out(session, [repository.get_job(session, principal.workspace_id, job.id)])[0]
+    session.refresh(job)  # the starter recorded its flow run in a session of its own
+    return jobs_out(session, [job])[0]
 
 
 def _encode_cursor(source: Source) -> str:
@@ -126,6 +194,3 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(created_at), source_id
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("invalid cursor", code="invalid_cursor") from None
-
-
-

@@ -4,6 +4,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -54,8 +55,17 @@ class RemoteBackend:
                 chunks=lib["chunk_count"],
                 embedding_model=lib["embedding_model"],
             )
-            for lib in self._call("GET", "/v1/libraries")["data"]
+            for lib in self._all_libraries()
         ]
+
+    def _all_libraries(self) -> list[dict[str, Any]]:
+        libraries, after = [], None
+        while True:
+            page = self._call("GET", "/v1/libraries", params={"limit": 1000, **({"after": after} if after else {})})
+            libraries += page["data"]
+            if not page["has_more"]:
+                return sorted(libraries, key=lambda lib: lib["name"])
+            after = page["data"][-1]["id"]
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -67,12 +77,14 @@ class RemoteBackend:
         return answer.json() if answer.content else None
 
     def _library_id(self, name: str, *, create: bool) -> str:
-        for library in self._call("GET", "/v1/libraries")["data"]:
-            if library["name"] == name:
-                return library["id"]
-        if not create:
-            raise NotFound(f"no library named {name!r}", code="library_not_found")
-        return self._call("POST", "/v1/libraries", json={"name": name})["id"]
+        if create:  # an upsert by name: the library as it is, or a new one
+            return self._call("POST", "/v1/libraries/bulk", json={"libraries": [{"name": name}]})["data"][0]["id"]
+        try:
+            return self._call("GET", f"/v1/libraries/by-name/{quote(name, safe='')}")["id"]
+        except GristmillError as error:
+            if error.code == "library_not_found":
+                raise NotFound(f"no library named {name!r}", code="library_not_found") from None
+            raise
 
     def _submit(self, path: str, specs: Numbered, errors: list[ItemError], **kwargs: Any) -> str | None:
         try:

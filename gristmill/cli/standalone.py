@@ -60,7 +60,7 @@ class StandaloneBackend:
     def libraries(self) -> list[LibraryLine]:
         with session_scope(self.settings.resolved_database_url) as session:
             workspace = repository.ensure_workspace(session)
-            rows = repository.list_libraries(session, workspace.id)
+            rows = sorted(repository.list_libraries(session, workspace.id)[0], key=lambda lib: lib.name)
             counts = library_cases.counts_of(session, rows)
         return [
             LibraryLine(

@@ -25,7 +25,7 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 
-from gristmill.embedding_models import packaged_model_dir
+from gristmill.embedding_models import DEFAULT_MODEL, packaged_model_dir
 from gristmill.environment import prepare_process
 from gristmill.errors import InvalidRequest
 from gristmill.http_errors import install_error_handlers
@@ -303,7 +303,8 @@ def build_app(load_encoder: Callable[[], Encoder], *, coalesce: bool = True) -> 
 
 def create_app(model_dir: Path | None = None, *, coalesce: bool = True) -> FastAPI:
     """The real server: the packaged all-MiniLM-L6-v2 unless `model_dir` names another model folder."""
-    name = get_settings().embedding_model
+    # The model's own name, whichever model the service defaults to (GRISTMILL_EMBEDDING_MODEL).
+    name = model_dir.name if model_dir else DEFAULT_MODEL
     return build_app(lambda: SentenceTransformerEncoder(model_dir or packaged_model_dir(), name), coalesce=coalesce)
 
 

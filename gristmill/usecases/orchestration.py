@@ -5,6 +5,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from prefect.settings import PREFECT_API_URL
 
@@ -13,8 +14,15 @@ from gristmill.internals import DeploymentRuns
 from gristmill.settings import Settings
 from storage import repository
 from storage.db import session_scope
+from storage.tables import JobKind
 
-INGEST_DEPLOYMENT = "ingest/ingest"
+# The deployment (flow name/deployment name, as prefect.yaml registers it) that runs each kind of job.
+DEPLOYMENTS = {
+    JobKind.ingest: "ingest/ingest",
+    JobKind.reindex: "reindex-library/reindex-library",
+    JobKind.prune: "prune-library/prune-library",
+}
+INGEST_DEPLOYMENT = DEPLOYMENTS[JobKind.ingest]
 WAITING_FOR_PREFECT = "waiting for Prefect to accept the flow run: "
 log = logging.getLogger("gristmill.orchestration")
 
@@ -36,11 +44,11 @@ class JobStarter:
         self._runs: dict[str, DeploymentRuns] = {}
         self._runs_lock = threading.Lock()
 
-    def start(self, job_id: str) -> str | None:
-        """Start the job's flow run and record its id (the runner picks it up within its poll
-        interval); None when the start was deferred."""
+    def start(self, job_id: str, kind: JobKind = JobKind.ingest) -> str | None:
+        """Start the flow run of a job of `kind` and record its id (the runner picks it up within its
+        poll interval); None when the start was deferred."""
         try:
-            flow_run_id = self.create_flow_run(job_id)
+            flow_run_id = self.create_flow_run(job_id, kind)
         except Exception as error:  # noqa: BLE001 - Prefect unreachable, overloaded, or the deployment missing
             log.warning("could not start the flow run of job %s yet; the reconciler will retry: %s", job_id, error)
             self._record_deferred(job_id, error)
@@ -55,9 +63,9 @@ class JobStarter:
         with session_scope(self.settings.resolved_database_url) as session:
             waiting = repository.jobs_waiting_for_a_run(session, WAITING_FOR_PREFECT)
         started: list[str] = []
-        for job_id in waiting:
+        for job_id, kind in waiting:
             try:
-                flow_run_id = self.create_flow_run(job_id)
+                flow_run_id = self.create_flow_run(job_id, kind)
             except Exception as error:  # noqa: BLE001 - still unavailable: the rest wait for the next round too
                 self._record_deferred(job_id, error)
                 break
@@ -65,15 +73,20 @@ class JobStarter:
             started.append(job_id)
         return started, len(waiting) - len(started)
 
-    def create_flow_run(self, job_id: str) -> str:
-        """A run of the ingest deployment for `job_id`. The job id is the idempotency key, so starting
-        it again after an answer that got lost returns the same run instead of a second one."""
+    def create_flow_run(self, job_id: str, kind: JobKind = JobKind.ingest) -> str:
+        """A run of the deployment for jobs of `kind`, for `job_id`. The kind and job id are the
+        idempotency key, so starting it again after an answer that got lost returns the same run
+        instead of a second one."""
+        return self.create_deployment_run(DEPLOYMENTS[kind], {"job_id": job_id}, idempotency_key=f"{kind.value}-{job_id}")
+
+    def create_deployment_run(self, deployment: str, parameters: dict[str, Any], *, idempotency_key: str) -> str:
+        """A run of any deployment ("flow/deployment") with `parameters`."""
         api_url = PREFECT_API_URL.value()
         if not api_url:
-            raise ServiceUnavailable("PREFECT_API_URL is not set: no Prefect server to start the ingest flow on")
+            raise ServiceUnavailable(f"PREFECT_API_URL is not set: no Prefect server to start {deployment} on")
         with self._runs_lock:  # one client per Prefect, so its creates queue behind one lock
             runs = self._runs.get(api_url) or self._runs.setdefault(api_url, DeploymentRuns(api_url))
-        return runs.create(INGEST_DEPLOYMENT, {"job_id": job_id}, idempotency_key=f"ingest-{job_id}")
+        return runs.create(deployment, parameters, idempotency_key=idempotency_key)
 
     def _record_started(self, job_id: str, flow_run_id: str) -> None:
         with session_scope(self.settings.resolved_database_url) as session:

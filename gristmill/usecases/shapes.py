@@ -19,6 +19,12 @@ class SourceSpec:
     external_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     inline: bool = False  # typed in a request body (the inline size limit applies) rather than uploaded
+    # Agent memory: whose it is, who said it, what it is about (stored on its chunks, filterable).
+    user_id: str | None = None
+    agent_id: str | None = None
+    role: str | None = None
+    categories: list[str] = field(default_factory=list)
+    replaces: str | None = None  # the source it replaces once stored (an upload's duplicate_handling=replace)
 
 
 @dataclass

@@ -1,0 +1,115 @@
+"""The running service as tests drive it: `gristmill serve` in a process group of its own, reached over
+HTTP, with a second embedding model (the hashing test embedder, 64 dimensions) configured beside the
+packaged one. Its fixtures (`service`, `web`) live in conftest.py; test modules use these helpers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import LOOPBACK, free_port, wait_for_http
+
+SECOND_MODEL = "hashing-64"
+SECOND_MODEL_DIMENSIONS = 64
+SECOND_MODEL_WINDOW = 512
+
+
+@dataclass
+class Service:
+    base_url: str
+    admin_key: str
+    home: Path
+    process: subprocess.Popen
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+
+    @property
+    def api_port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+
+@contextmanager
+def running_service(home: Path, second_model_url: str) -> Iterator[Service]:
+    api_port, embeddings_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "GRISTMILL_HOME": str(home),
+        "GRISTMILL_API_PORT": str(api_port),
+        "GRISTMILL_EMBEDDINGS_PORT": str(embeddings_port),
+        "GRISTMILL_EMBEDDINGS_URL": f"http://127.0.0.1:{embeddings_port}/v1",
+        "GRISTMILL_RECONCILE_INTERVAL_SECONDS": "1",
+        "GRISTMILL_FETCH_ALLOWED_NETWORKS": LOOPBACK,
+        "GRISTMILL_EMBEDDING_MODELS": json.dumps([{
+            "name": SECOND_MODEL, "dimensions": SECOND_MODEL_DIMENSIONS, "url": second_model_url,
+            "window_tokens": SECOND_MODEL_WINDOW,
+        }]),
+    }
+    log = open(home / "serve.out", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gristmill.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base_url = f"http://127.0.0.1:{api_port}"
+    try:
+        deadline = time.monotonic() + 300
+        while not (home / "admin.key").exists() or b"Press Ctrl-C" not in (home / "serve.out").read_bytes():
+            assert process.poll() is None, (home / "serve.out").read_text()
+            assert time.monotonic() < deadline, (home / "serve.out").read_text()
+            time.sleep(0.5)
+        wait_for_http(f"{base_url}/healthz", timeout=30, process=process)
+        yield Service(base_url, (home / "admin.key").read_text().strip(), home, process)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def create_library(client: httpx.Client, name: str, **extra) -> dict:
+    answer = client.post("/v1/libraries", json={"name": name, **extra})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("completed", "partial", "failed"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def search(client: httpx.Client, library_id: str, query: str, **extra) -> list[dict]:
+    answer = client.post(f"/v1/libraries/{library_id}/search", json={"query": query, **extra})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["results"]
+
+
+def ingest(client: httpx.Client, library_id: str, body: dict, expect: int = 202) -> dict:
+    answer = client.post(f"/v1/libraries/{library_id}/ingest", json=body)
+    assert answer.status_code == expect, answer.text
+    return answer.json()
+
+
+def new_key(service: Service, workspace: str, scopes: str) -> str:
+    env = {**os.environ, "GRISTMILL_HOME": str(service.home)}
+    result = subprocess.run(
+        [sys.executable, "-m", "gristmill.cli", "keys", "create", "--workspace", workspace, "--scopes", scopes],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    key = result.stdout.strip()
+    assert key.startswith("gm_")
+    return key
