@@ -12,7 +12,7 @@ from flows.ingest import ingest_job
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
-from storage.tables import Source
+from storage.tables import JobTrigger, Source
 
 
 @flow(name="sync-url-sources", log_prints=True)
@@ -38,7 +38,7 @@ def sync_url_sources() -> dict[str, int]:
                 )
                 for s in stored
             ]
-            job = repository.create_job(session, library, fresh)
+            job = repository.create_job(session, library, fresh, trigger=JobTrigger.sync)
         outcome = ingest_job(job.id)
         totals["checked"] += len(fresh)
         totals["changed"] += int(outcome["completed"]) + int(outcome["partial"])

@@ -10,10 +10,12 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from gristmill.errors import Conflict, NotFound
+from storage import webhooks
 from storage.tables import (
     FINAL_SOURCE_STATUSES,
     IngestJob,
     JobStatus,
+    JobTrigger,
     Library,
     Source,
     SourceStatus,
@@ -129,14 +131,16 @@ def library_source_counts(session: Session, library_ids: Sequence[str]) -> dict[
 # --- sources and jobs --------------------------------------------------------------------------
 
 
-def create_job(session: Session, library: Library, sources: Iterable[Source]) -> IngestJob:
+def create_job(
+    session: Session, library: Library, sources: Iterable[Source], *, trigger: JobTrigger = JobTrigger.request
+) -> IngestJob:
     """Store a job and its sources in one transaction, sources already final (duplicates) included.
 
     A job's sources are the sources whose `job_id` names it, in the order they were created: a
     retried source moves to its new job.
     """
     sources = list(sources)
-    job = IngestJob(workspace_id=library.workspace_id, library_id=library.id, progress_total=len(sources))
+    job = IngestJob(workspace_id=library.workspace_id, library_id=library.id, progress_total=len(sources), trigger=trigger)
     previous: datetime | None = None
     for source in sources:
         source.job_id = job.id
@@ -147,6 +151,7 @@ def create_job(session: Session, library: Library, sources: Iterable[Source]) ->
             source.created_at = previous + timedelta(microseconds=1)
         previous = as_utc(source.created_at)
         session.add(source)
+        webhooks.record_source_final(session, source, job)
     session.add(job)
     _count_final_sources(job, sources)
     session.commit()
@@ -305,6 +310,7 @@ def update_source(session: Session, source_id: str, **fields: Any) -> Source:
     source.updated_at = utcnow()
     if "status" in fields and SourceStatus(fields["status"]).is_final:
         source.processed_at = source.updated_at
+    webhooks.record_source_final(session, source)
     session.add(source)
     session.commit()
     return source
@@ -383,6 +389,7 @@ def refresh_job_progress(session: Session, job_id: str) -> IngestJob:
         job.error = (
             f"{len(failed)} of {len(sources)} sources failed; first: {failed[0].error}" if failed else None
         )
+    webhooks.record_job_finished(session, job)
     job.updated_at = utcnow()
     session.add(job)
     session.commit()
@@ -398,6 +405,7 @@ def fail_job(session: Session, job_id: str, message: str) -> IngestJob:
             source.error = message
             source.error_code = "flow_run_failed"
             source.updated_at = source.processed_at = utcnow()
+            webhooks.record_source_final(session, source, job)
             session.add(source)
     session.commit()
     return refresh_job_progress(session, job_id)
@@ -454,6 +462,7 @@ def delete_library(session: Session, library: Library) -> list[str]:
         session.delete(source)
     for job in session.exec(select(IngestJob).where(IngestJob.library_id == library.id)).all():
         session.delete(job)
+    webhooks.delete_library_subscriptions(session, library.id)
     session.delete(library)
     session.commit()
     return blobs
