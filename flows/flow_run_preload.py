@@ -29,6 +29,7 @@ import sqlalchemy.dialects.sqlite  # noqa: E402, F401
 
 import flows.ingest  # noqa: E402, F401
 import flows.sync  # noqa: E402, F401
+import flows.webhooks  # noqa: E402, F401
 import tasks.parse.markdown  # noqa: E402, F401
 from gristmill.internals import import_late_prefect_modules  # noqa: E402
 from gristmill.tls import tls_context  # noqa: E402

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
     sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")
+    webhook_timeout_seconds: float = Field(
+        10.0, description="Time one webhook delivery attempt may take, connecting included (at most 5 s of it)."
+    )
+    webhook_sweep_interval_seconds: float = Field(
+        10.0,
+        description="How often the API looks for webhook deliveries that are due and that no delivery run holds "
+        "(an event whose writer died, a retry now due), and starts a run for them.",
+    )
 
     url: str | None = Field(None, description="A running Gristmill service for the CLI to talk to.")
     api_key: str | None = Field(None, description="API key the CLI sends to `url`.")
