@@ -133,7 +133,7 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
     process_source.map(source_ids, parses=unmapped(parses), settings=unmapped(settings)).result()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.refresh_job_progress(session, job_id)
-    request_deliveries(settings, f"after-{runtime.flow_run.id}")  # the job's webhooks; it never waits for them
+    request_deliveries(settings, "after-jobs")  # the job's webhooks; it never waits for them
     if job.chunk_count:
         build_vector_index_if_due(job.library_id, settings)  # the job's outcome is recorded: nobody waits
     return {

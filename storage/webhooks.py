@@ -63,8 +63,9 @@ def record_source_final(session: Session, source: Source, job: IngestJob | None 
     job = job or (session.get(IngestJob, source.job_id) if source.job_id else None)
     if job is not None and job.trigger == JobTrigger.sync and source.status == SourceStatus.duplicate:
         return
-    # Once per source and job: a retried source (a new job) announces its new outcome.
-    occasion = f"{source.id}:{source.job_id}"
+    # Once per outcome of a source in a job: a retried source (a new job), or a job run again,
+    # announces its new outcome; two writers of the same outcome record it once.
+    occasion = f"{source.id}:{source.job_id}:{source.status.value}"
     _record(session, WebhookEventType.source_ingested, occasion, source.workspace_id, source.library_id, source.id, source_data(source))
 
 
@@ -75,8 +76,8 @@ def record_job_finished(session: Session, job: IngestJob) -> None:
         return
     if job.trigger == JobTrigger.sync and job.completed_count + job.partial_count + job.failed_count == 0:
         return
-    # Once per job and flow run: two sources finishing at once both see the job end, and both try.
-    occasion = f"{job.id}:{job.flow_run_id}"
+    # Once per outcome of a job's flow run: two sources finishing at once both see the job end.
+    occasion = f"{job.id}:{job.flow_run_id}:{job.status.value}"
     _record(session, WebhookEventType.job_finished, occasion, job.workspace_id, job.library_id, job.id, job_data(job))
 
 

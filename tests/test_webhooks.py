@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymen
 from sqlmodel import select
 
 from flows.progress import SourceProgress
-from flows.webhooks import deliver_webhooks
+from flows.webhooks import WATCH_SECONDS, deliver_webhooks
 from gristmill.cli.standalone import StandaloneBackend
 from gristmill.errors import BlockedUrl, GristmillError
 from gristmill.settings import get_settings
@@ -121,6 +121,11 @@ def move_next_attempts_to_the_past(subscription_id: str) -> None:
         session.commit()
 
 
+def deliver_now():
+    """A delivery run that ends once nothing is left to send (the deployment's runs also watch a while)."""
+    return deliver_webhooks(watch_seconds=0, return_state=True)
+
+
 def deployment_runs(deployment_id: str) -> list:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
@@ -149,16 +154,20 @@ def test_an_ingest_is_announced_signed_in_a_way_the_readme_code_verifies(
     subscription = subscribe(receiver.url("/hook"), library=library)
     note = SourceSpec(origin="inline", data=b"Gristmill grinds grain.", content_type="text/plain", title="grain.txt", inline=True)
 
+    before = time.time()
     summary = StandaloneBackend(get_settings()).ingest("handbook", [note], show_progress=False)
+    after = time.time()
 
     assert summary.status == "completed"
     with session_scope(database_url()) as session:
         job = session.get(IngestJob, summary.job_id)
-    # The flow run, its job recorded, asked for a delivery run and did not wait for it.
-    assert f"after-{job.flow_run_id}" in [run.idempotency_key for run in deployment_runs(delivery_deployment)]
+    # The flow run, its job recorded, asked for a delivery run (the one of its WATCH_SECONDS window)
+    # and did not wait for it.
+    windows = {f"after-jobs-{w}" for w in range(int(before // WATCH_SECONDS), int(after // WATCH_SECONDS) + 1)}
+    assert windows & {run.idempotency_key for run in deployment_runs(delivery_deployment)}
     assert receiver.requests == []
 
-    state = deliver_webhooks(return_state=True)
+    state = deliver_now()
 
     assert state.is_completed() and state.message == "2 delivered"
     source_event, job_event = [json.loads(r.body) for r in receiver.requests]
@@ -188,7 +197,7 @@ def test_an_ingest_is_announced_signed_in_a_way_the_readme_code_verifies(
         (DeliveryStatus.delivered, 1, 200), (DeliveryStatus.delivered, 1, 200),
     ]
     # Delivered means done: another run sends nothing again.
-    assert deliver_webhooks(return_state=True).message == "nothing to deliver"
+    assert deliver_now().message == "nothing to deliver"
     assert len(receiver.requests) == 2
 
 
@@ -207,7 +216,7 @@ def test_a_receiver_answering_500_then_200_gets_the_event_twice_after_a_back_off
     subscription = subscribe(receiver.url("/flaky"), events=["source_ingested"])
     a_failed_source(library)
 
-    state = deliver_webhooks(return_state=True)
+    state = deliver_now()
 
     first, second = receiver.requests
     assert first.body == second.body and first.headers["gristmill-event-id"] == second.headers["gristmill-event-id"]
@@ -232,7 +241,7 @@ def test_a_receiver_that_keeps_failing_is_retried_later_and_its_other_events_wai
     a_failed_source(library, "first")
     a_failed_source(library, "second")
 
-    state = deliver_webhooks(return_state=True)
+    state = deliver_now()
 
     assert state.is_completed()
     assert state.message == "0 delivered; 1 failed and will be retried later; 1 held behind a failing delivery to the same receiver"
@@ -248,12 +257,26 @@ def test_a_receiver_that_keeps_failing_is_retried_later_and_its_other_events_wai
 
     receiver.serve("/down", "back")
     move_next_attempts_to_the_past(subscription)
-    assert deliver_webhooks(return_state=True).message == "2 delivered"
+    assert deliver_now().message == "2 delivered"
     later = [json.loads(r.body)["data"]["error"] for r in receiver.requests[webhooks.ATTEMPTS_PER_RUN :]]
     assert later == ["first", "second"]  # in the order they were recorded
     assert [(d.status, d.attempts) for d in deliveries(subscription)] == [
         (DeliveryStatus.delivered, 4), (DeliveryStatus.delivered, 1),
     ]
+
+
+def test_a_run_watches_the_outbox_for_the_jobs_that_end_while_it_runs(home: Path, receiver: LoopbackServer) -> None:
+    receiver.serve("/hook", "ok")
+    subscribe(receiver.url("/hook"), events=["source_ingested"])
+    outcome = {}
+    run = threading.Thread(target=lambda: outcome.update(state=deliver_webhooks(watch_seconds=4, return_state=True)))
+    run.start()
+    time.sleep(1.5)  # the run found nothing and watches
+    assert receiver.requests == []
+    a_failed_source(a_library(), "ended while the run watched")
+    run.join(timeout=60)
+    assert outcome["state"].message == "1 delivered"
+    assert [json.loads(r.body)["data"]["error"] for r in receiver.requests] == ["ended while the run watched"]
 
 
 def test_a_delivery_still_failing_a_day_after_its_event_is_given_up(home: Path, receiver: LoopbackServer) -> None:
@@ -266,7 +289,7 @@ def test_a_delivery_still_failing_a_day_after_its_event_is_given_up(home: Path, 
         session.add(row)
         session.commit()
 
-    assert deliver_webhooks(return_state=True).message == "0 delivered; 1 given up"
+    assert deliver_now().message == "0 delivered; 1 given up"
     assert receiver.hits("/down") == 1  # given up: no quick retries either
     [delivery] = deliveries(subscription)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.failed, 1, 503)
@@ -288,7 +311,7 @@ def test_blocked_urls_are_refused_when_subscribing_and_when_delivering(
     monkeypatch.delenv("GRISTMILL_FETCH_ALLOWED_NETWORKS")
     get_settings.cache_clear()
 
-    assert deliver_webhooks(return_state=True).message == "0 delivered; 1 given up"
+    assert deliver_now().message == "0 delivered; 1 given up"
     assert receiver.requests == []
     [delivery] = deliveries(subscription)
     assert delivery.status == DeliveryStatus.failed and delivery.attempts == 1
@@ -311,7 +334,7 @@ def test_an_event_whose_writer_died_before_starting_a_delivery_run_is_sent_by_th
     assert str(run.deployment_id) == delivery_deployment and run.idempotency_key.startswith("sweep-")
     assert sweeper.sweep() is None  # that run has not finished: no second one piles up behind it
     # What the run does (tests/test_service.py watches the service's runner do it):
-    state = deliver_webhooks(return_state=True)
+    state = deliver_now()
     assert state.is_completed() and state.message == "2 delivered"
     assert [json.loads(r.body)["type"] for r in receiver.requests] == ["source_ingested", "job_finished"]
     assert [d.status for d in deliveries(subscription)] == [DeliveryStatus.delivered, DeliveryStatus.delivered]

@@ -3,11 +3,11 @@
 import logging
 import secrets
 import threading
-import time
 from datetime import timedelta
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 from sqlmodel import Session
 
 from connectors.outbound import policy_for
@@ -76,15 +76,17 @@ class DeliverySweeper:
         """One look; the id of the run it started, if it started one."""
         if self.last_run_id and self._still_coming(self.last_run_id):
             return None
-        bucket = int(time.time() // max(self.settings.webhook_sweep_interval_seconds, 1.0))
-        run_id = request_deliveries(self.settings, f"sweep-{bucket}")
+        run_id = request_deliveries(self.settings, "sweep")
         if run_id:
             self.last_run_id = run_id
         return run_id
 
     def _still_coming(self, flow_run_id: str) -> bool:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(flow_run_id))
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:  # deleted in the Prefect UI
+            return False
         state = run.state.type.value if run.state else None
         if state in ("SCHEDULED", "PENDING"):
             return True
