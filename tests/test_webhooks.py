@@ -415,6 +415,19 @@ def test_a_resync_announces_only_what_changed_or_failed(home: Path) -> None:
     assert [(e["type"], e["data"]["status"]) for e in events()] == [("source_ingested", "completed"), ("job_finished", "completed")]
     assert events()[1]["data"]["trigger"] == "sync" and len(deliveries(subscription)) == 2
 
+    # A re-sync with a failure and an unchanged page ends partial; forgetting the unchanged one makes
+    # the recount say failed, which is no new end of the job.
+    with session_scope(database_url()) as session:
+        gone = Source(workspace_id=library.workspace_id, library_id=library.id, origin="url", uri="https://example.com/c")
+        same = Source(workspace_id=library.workspace_id, library_id=library.id, origin="url", uri="https://example.com/d")
+        mixed_job = repository.create_job(session, library, [gone, same], trigger=JobTrigger.sync)
+        repository.update_source(session, gone.id, status=SourceStatus.failed, error="answered 404")
+        repository.update_source(session, same.id, status=SourceStatus.duplicate)
+        assert repository.refresh_job_progress(session, mixed_job.id).status == JobStatus.partial
+        repository.forget_unchanged_sync_sources(session, mixed_job.id)
+        assert repository.find_job(session, mixed_job.id).status == JobStatus.failed
+    assert [(e["type"], e["data"]["status"]) for e in events()][2:] == [("source_ingested", "failed"), ("job_finished", "partial")]
+
 
 def test_deleting_a_webhook_or_its_library_removes_the_subscription_and_its_log(home: Path) -> None:
     library = a_library("short-lived")
