@@ -1,4 +1,4 @@
-"""The REST service: FastAPI app, one error envelope, the reconciler at start-up."""
+"""The REST service: FastAPI app, one error envelope, the reconciler and the webhook sweeper at start-up."""
 
 import argparse
 from collections.abc import AsyncIterator
@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api.routers import health, ingest, jobs, libraries, search, sources
+from api.routers import health, ingest, jobs, libraries, search, sources, webhooks
 from api.schemas import SEED_FIELD_NAMES
 from api.strict import refuse_unknown_query_parameters
 from gristmill.environment import prepare_process
@@ -14,6 +14,7 @@ from gristmill.http_errors import install_error_handlers
 from gristmill.settings import get_settings
 from gristmill.usecases.orchestration import JobStarter
 from gristmill.usecases.reconciler import Reconciler
+from gristmill.usecases.webhooks import DeliverySweeper
 from storage.db import migrate
 
 
@@ -24,11 +25,14 @@ def create_app(*, reconcile: bool = True) -> FastAPI:
         migrate(settings.resolved_database_url)
         app.state.job_starter = JobStarter(settings)
         reconciler = Reconciler(settings, app.state.job_starter) if reconcile else None
-        if reconciler:
-            reconciler.start()
+        sweeper = DeliverySweeper(settings) if reconcile else None
+        for loop in (reconciler, sweeper):
+            if loop:
+                loop.start()
         yield
-        if reconciler:
-            reconciler.stop()
+        for loop in (reconciler, sweeper):
+            if loop:
+                loop.stop()
 
     app = FastAPI(
         title="Gristmill",
@@ -38,7 +42,7 @@ def create_app(*, reconcile: bool = True) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(refuse_unknown_query_parameters)],
     )
-    for module in (libraries, ingest, jobs, sources, search, health):
+    for module in (libraries, ingest, jobs, sources, search, webhooks, health):
         app.include_router(module.router)
     install_error_handlers(app, field_hints=SEED_FIELD_NAMES)
     return app

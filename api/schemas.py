@@ -11,6 +11,7 @@ from gristmill.http_errors import UNION_TAG_PREFIX
 from gristmill.search_modes import DEFAULT_SEARCH_MODE, SearchMode
 from gristmill.usecases.search import SearchFilter
 from gristmill.usecases.shapes import SearchResult
+from storage.tables import WebhookEventType
 
 # Names other services give fields that Gristmill calls otherwise: a 422 for an unknown field says
 # which one it is here (the README's "coming from another service" table lists them all).
@@ -389,3 +390,63 @@ class SearchRequest(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[SearchResult]
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl = Field(description="http(s) URL that receives a signed POST for each event.")
+    events: list[WebhookEventType] = Field(min_length=1, description="Events to receive.")
+    secret: str | None = Field(
+        None, min_length=16, max_length=256, description="Key that signs each delivery; one is made when omitted."
+    )
+    library_id: str | None = Field(None, description="Only this library's events; the whole workspace's when omitted.")
+    description: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _http_only(self) -> "WebhookCreate":
+        if self.url.scheme not in ("http", "https"):
+            raise ValueError("url must be http or https")
+        if len(str(self.url)) > 2048:
+            raise ValueError("url must be at most 2048 characters")
+        return self
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    library_id: str | None
+    description: str | None
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="The signing key; this answer is the only one that shows it.")
+
+
+class WebhookList(BaseModel):
+    data: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_id: str = Field(description="Also sent as the Gristmill-Event-Id header: the same on every attempt.")
+    event_type: str
+    subject_id: str = Field(description="The source or job the event is about.")
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None = Field(description="When a pending delivery is tried next.")
+    created_at: datetime
+    updated_at: datetime
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    data: list[DeliveryOut]
+    total: int
+    page: int
+    page_size: int

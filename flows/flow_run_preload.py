@@ -31,6 +31,7 @@ import flows.ingest  # noqa: E402, F401
 import flows.prune  # noqa: E402, F401
 import flows.reindex  # noqa: E402, F401
 import flows.sync  # noqa: E402, F401
+import flows.webhooks  # noqa: E402, F401
 import tasks.parse.markdown  # noqa: E402, F401
 from gristmill.internals import import_late_prefect_modules  # noqa: E402
 from gristmill.tls import tls_context  # noqa: E402

@@ -16,6 +16,7 @@ from prefect.utilities.annotations import quote, unmapped
 
 from flows.progress import SourceProgress
 from flows.state_hooks import fail_job_on_crash
+from flows.webhooks import request_deliveries
 from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings, get_settings
 from storage import repository
@@ -143,6 +144,7 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
     process_source.map(source_ids, parses=unmapped(parses), settings=unmapped(settings)).result()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.refresh_job_progress(session, job_id)
+    request_deliveries(settings, "after-jobs")  # the job's webhooks; it never waits for them
     if job.chunk_count:
         with session_scope(settings.resolved_database_url) as session:
             library = repository.find_library(session, job.library_id)

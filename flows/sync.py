@@ -19,7 +19,7 @@ from gristmill.settings import Settings, get_settings
 from storage import repository
 from storage.blobs import remove_blob
 from storage.db import session_scope
-from storage.tables import JobKind, Source, SourceStatus
+from storage.tables import JobKind, JobTrigger, Source, SourceStatus
 from tasks.remove import remove_source
 
 GONE_CODES = ("http_404", "http_410")
@@ -40,7 +40,7 @@ def sync_url_sources() -> dict[str, int]:
             if repository.unfinished_job_of_kind(session, library_id, JobKind.reindex):
                 continue  # a re-indexing library takes no new sources; the next sync checks it
             fresh = [_fresh_copy(s) for s in stored]
-            job = repository.create_job(session, library, fresh)
+            job = repository.create_job(session, library, fresh, trigger=JobTrigger.sync)
         ingest_job(job.id)
         totals["checked"] += len(fresh)
         for new, old in zip(fresh, stored, strict=True):

@@ -156,3 +156,23 @@ class StorageError(GristmillError):
     type = "storage_error"
     status = 500
     default_code = "storage_failed"
+
+
+# --- delivery errors: recorded on a webhook delivery -----------------------------------------
+
+
+class WebhookDeliveryFailed(GristmillError):
+    """A webhook receiver did not answer 2xx in time (an error status, a redirect, a timeout, a
+    refused connection); the delivery is tried again later."""
+
+    type = "webhook_error"
+    status = 502
+    default_code = "webhook_delivery_failed"
+    retryable = True
+
+
+class WebhookGivenUp(WebhookDeliveryFailed):
+    """A webhook delivery failed for the last time (a day of retries, or an address that is refused)."""
+
+    default_code = "webhook_given_up"
+    retryable = False

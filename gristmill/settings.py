@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         description="Consecutive syncs on which a URL source's page answers 404 or 410 before the source is "
         "removed with its chunks (the removal is recorded: status `removed`).",
     )
+    webhook_timeout_seconds: float = Field(
+        10.0, description="Time one webhook delivery attempt may take, connecting included (at most 5 s of it)."
+    )
+    webhook_sweep_interval_seconds: float = Field(
+        10.0,
+        description="How often the API looks for webhook deliveries that are due and that no delivery run holds "
+        "(an event whose writer died, a retry now due), and starts a run for them.",
+    )
 
     url: str | None = Field(None, description="A running Gristmill service for the CLI to talk to.")
     api_key: str | None = Field(None, description="API key the CLI sends to `url`.")

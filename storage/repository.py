@@ -10,12 +10,14 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from gristmill.errors import Conflict, InvalidRequest, NotFound
+from storage import webhooks
 from storage.tables import (
     FINAL_SOURCE_STATUSES,
     STORED_SOURCE_STATUSES,
     IngestJob,
     JobKind,
     JobStatus,
+    JobTrigger,
     Library,
     Source,
     SourceStatus,
@@ -213,6 +215,7 @@ def create_job(
     *,
     kind: JobKind = JobKind.ingest,
     parameters: dict[str, Any] | None = None,
+    trigger: JobTrigger = JobTrigger.request,
 ) -> IngestJob:
     """Store a job and its sources in one transaction, sources already final (duplicates) included;
     a job whose sources are all final already is finished at once (nothing is left to run).
@@ -227,6 +230,7 @@ def create_job(
         kind=kind,
         parameters=parameters or {},
         progress_total=len(sources),
+        trigger=trigger,
     )
     previous: datetime | None = None
     for source in sources:
@@ -238,10 +242,12 @@ def create_job(
             source.created_at = previous + timedelta(microseconds=1)
         previous = as_utc(source.created_at)
         session.add(source)
+        webhooks.record_source_final(session, source, job)
     session.add(job)
     _count_final_sources(job, sources)
     if kind == JobKind.ingest and sources and job.progress_current >= job.progress_total:
         _finish(job, sources)
+        webhooks.record_job_finished(session, job)
     session.commit()
     return job
 
@@ -482,6 +488,7 @@ def update_source(session: Session, source_id: str, **fields: Any) -> Source:
     source.updated_at = utcnow()
     if "status" in fields and SourceStatus(fields["status"]).is_final:
         source.processed_at = source.updated_at
+    webhooks.record_source_final(session, source)
     session.add(source)
     session.commit()
     return source
@@ -563,6 +570,7 @@ def refresh_job_progress(session: Session, job_id: str) -> IngestJob:
     _count_final_sources(job, sources)
     if job.progress_current >= job.progress_total:
         _finish(job, sources)
+    webhooks.record_job_finished(session, job)
     job.updated_at = utcnow()
     session.add(job)
     session.commit()
@@ -673,6 +681,7 @@ def fail_job(session: Session, job_id: str, message: str) -> IngestJob:
             source.error = message
             source.error_code = "flow_run_failed"
             source.updated_at = source.processed_at = utcnow()
+            webhooks.record_source_final(session, source, job)
             session.add(source)
     session.commit()
     return refresh_job_progress(session, job_id)
@@ -732,6 +741,7 @@ def delete_library(session: Session, library: Library) -> list[str]:
         session.delete(source)
     for job in session.exec(select(IngestJob).where(IngestJob.library_id == library.id)).all():
         session.delete(job)
+    webhooks.delete_library_subscriptions(session, library.id)
     session.delete(library)
     session.commit()
     return blobs

@@ -1,4 +1,4 @@
-"""SQLModel tables: workspaces, API keys, libraries, sources and ingest jobs.
+"""SQLModel tables: workspaces, API keys, libraries, sources, ingest jobs and webhooks.
 
 Schema changes go through an Alembic migration in `storage/migrations/versions/` as well.
 """
@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gristmill.metadata import MEMORY_FIELDS
@@ -67,6 +67,11 @@ class JobStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (JobStatus.completed, JobStatus.partial, JobStatus.failed)
+
+
+class JobTrigger(StrEnum):
+    request = "request"  # a caller submitted it (API, CLI, a retry)
+    sync = "sync"  # the scheduled URL re-sync: unchanged sources are forgotten and announce nothing
 
 
 class Workspace(SQLModel, table=True):
@@ -206,6 +211,74 @@ class IngestJob(SQLModel, table=True):
     chunk_count: int = 0
     flow_run_id: str | None = Field(default=None, index=True)
     error: str | None = None
+    trigger: JobTrigger = Field(default=JobTrigger.request)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+# --- webhooks: subscriptions, the outbox of events, one delivery per event and subscription ---------
+
+
+class WebhookEventType(StrEnum):
+    source_ingested = "source_ingested"  # a source reached a final state
+    job_finished = "job_finished"  # a job reached a final state
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"  # waiting for its first or next attempt
+    delivered = "delivered"  # the receiver answered 2xx
+    failed = "failed"  # given up: every attempt failed, or the receiver's address is refused
+
+
+class WebhookSubscription(SQLModel, table=True):
+    __tablename__ = "webhook_subscriptions"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    library_id: str | None = Field(default=None, foreign_key="libraries.id", index=True)  # None: the whole workspace
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Kept as given: signing needs it back, so it cannot be hashed like an API key; the API never shows it again.
+    secret: str = Field(max_length=256)
+    description: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """The outbox: written in the transaction that records the final state it announces."""
+
+    __tablename__ = "webhook_events"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    workspace_id: str = Field(index=True)
+    library_id: str | None = None  # no foreign key: an event outlives the library it came from
+    type: WebhookEventType
+    subject_id: str = Field(index=True)  # the source's or the job's id
+    body: str = Field(sa_column=Column(Text, nullable=False))  # the JSON sent, byte for byte, on every attempt
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_log", "subscription_id", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    subscription_id: str = Field(foreign_key="webhook_subscriptions.id")
+    event_id: str = Field(foreign_key="webhook_events.id", index=True)
+    event_type: WebhookEventType
+    status: DeliveryStatus = Field(default=DeliveryStatus.pending)
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    # Who is sending it (a delivery run's claim) and until when; a claim that lapses is anyone's again.
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    last_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None

@@ -48,6 +48,7 @@ def running_service(home: Path, second_model_url: str) -> Iterator[Service]:
         "GRISTMILL_EMBEDDINGS_PORT": str(embeddings_port),
         "GRISTMILL_EMBEDDINGS_URL": f"http://127.0.0.1:{embeddings_port}/v1",
         "GRISTMILL_RECONCILE_INTERVAL_SECONDS": "1",
+        "GRISTMILL_WEBHOOK_SWEEP_INTERVAL_SECONDS": "1",
         "GRISTMILL_FETCH_ALLOWED_NETWORKS": LOOPBACK,
         "GRISTMILL_EMBEDDING_MODELS": json.dumps([{
             "name": SECOND_MODEL, "dimensions": SECOND_MODEL_DIMENSIONS, "url": second_model_url,

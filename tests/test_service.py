@@ -2,18 +2,24 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from flows.ingest import flow_run_process_name
-from tests.http_server import LoopbackServer
+from storage import repository
+from storage.db import session_scope
+from storage.tables import Source, SourceStatus
+from tests.http_server import LoopbackServer, RecordedRequest, Reply
 from tests.running_service import Service, create_library, new_key, search, wait_for_job
+from tests.test_webhooks import SECRET, readme_verify
 
 pytestmark = pytest.mark.slow
 
@@ -214,6 +220,121 @@ def test_killed_flow_run_is_reconciled_and_retry_succeeds(service: Service) -> N
         assert retry.status_code == 202, retry.text
         assert wait_for_job(client, retry.json()["id"], timeout=300)["status"] == "completed"
         assert client.get(f"/v1/sources/{source_id}").json()["chunk_count"] > 10
+
+
+def test_webhooks_announce_sources_and_jobs_and_a_failing_receiver_changes_nothing(
+    service: Service, web: LoopbackServer
+) -> None:
+    arrivals: dict[str, list[tuple[float, RecordedRequest]]] = {"/hooks/good": [], "/hooks/broken": []}
+
+    def receiver(status: int):
+        def answer(request: RecordedRequest) -> Reply:
+            arrivals[request.path].append((time.time(), request))
+            return Reply(status, b"down" if status >= 500 else b"ok")
+        return answer
+
+    web.route("/hooks/good", receiver(200))
+    web.route("/hooks/broken", receiver(500))
+    with service.client() as client:
+        lib = create_library(client, "announced")["id"]
+        blocked = client.post("/v1/webhooks", json={"url": "http://169.254.169.254/hook", "events": ["job_finished"]})
+        assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "blocked_url"
+        unknown = client.post("/v1/webhooks", json={"url": web.url("/hooks/good"), "events": ["source_deleted"]})
+        assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "validation_failed"
+        good = client.post("/v1/webhooks", json={"url": web.url("/hooks/good"), "events": ["source_ingested", "job_finished"],
+                                                  "library_id": lib, "secret": SECRET})
+        assert good.status_code == 201, good.text
+        good = good.json()
+        broken = client.post("/v1/webhooks", json={"url": web.url("/hooks/broken"), "events": ["job_finished"]}).json()
+        assert broken["secret"].startswith("whsec_") and broken["library_id"] is None
+        shown = client.get(f"/v1/webhooks/{good['id']}").json()
+        assert shown == {k: v for k, v in good.items() if k != "secret"}
+        assert {good["id"], broken["id"]} <= {w["id"] for w in client.get("/v1/webhooks").json()["data"]}
+
+        accepted = client.post(f"/v1/libraries/{lib}/ingest", json={"items": [
+            {"content": "The granary opens at dawn.", "title": "granary"},
+            {"content": "Millstones are dressed every spring.", "title": "millstones"},
+        ]}).json()
+        job = wait_for_job(client, accepted["job_id"])
+        assert job["status"] == "completed" and job["counts"] == {"completed": 2, "partial": 0, "failed": 0, "duplicate": 0}
+
+        announced = _wait_for_arrivals(arrivals["/hooks/good"], 3)
+        verify = readme_verify()
+        assert all(verify(SECRET, request.headers["gristmill-signature"], request.body) for _, request in announced)
+        bodies = [json.loads(request.body) for _, request in announced]
+        assert [b["type"] for b in bodies] == ["source_ingested", "source_ingested", "job_finished"]
+        assert sorted(b["data"]["source_id"] for b in bodies[:2]) == sorted(accepted["source_ids"])
+        assert {b["data"]["status"] for b in bodies[:2]} == {"completed"}
+        assert bodies[2]["data"]["job_id"] == job["id"] and bodies[2]["data"]["counts"] == job["counts"]
+
+        # The broken receiver: the job ended first, on its own, and was never told to wait.
+        attempts = _wait_for_arrivals(arrivals["/hooks/broken"], 3)
+        finished_at = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")).timestamp()
+        assert finished_at <= attempts[0][0]
+        again = client.get(f"/v1/jobs/{job['id']}").json()
+        assert (again["status"], again["counts"], again["error"]) == (job["status"], job["counts"], job["error"])
+        log = client.get(f"/v1/webhooks/{broken['id']}/deliveries").json()
+        latest = log["data"][0]
+        assert (latest["subject_id"], latest["status"], latest["attempts"], latest["last_status_code"], latest["last_error"]) == (
+            job["id"], "pending", 3, 500, "answered 500: down"
+        )
+        assert latest["next_attempt_at"] is not None
+
+        # An event whose writer dies before starting a delivery run: the service's sweep sends it.
+        with session_scope(f"sqlite:///{(service.home / 'gristmill.db').resolve()}") as session:
+            library = repository.find_library(session, lib)
+            orphan = Source(workspace_id=library.workspace_id, library_id=lib, origin="inline", title="orphan",
+                            status=SourceStatus.duplicate)
+            orphan_job = repository.create_job(session, library, [orphan])
+            repository.refresh_job_progress(session, orphan_job.id)
+        late = [json.loads(r.body) for _, r in _wait_for_arrivals(arrivals["/hooks/good"], 5)[3:]]
+        assert [(b["type"], b["data"].get("source_id") or b["data"]["job_id"]) for b in late] == [
+            ("source_ingested", orphan.id), ("job_finished", orphan_job.id)
+        ]
+
+        page = client.get(f"/v1/webhooks/{good['id']}/deliveries", params={"page_size": 2}).json()
+        assert page["total"] == 5 and [d["subject_id"] for d in page["data"]] == [orphan_job.id, orphan.id]
+        assert [(d["status"], d["attempts"], d["last_status_code"], d["next_attempt_at"]) for d in page["data"]] == [
+            ("delivered", 1, 200, None), ("delivered", 1, 200, None)
+        ]
+        # The Prefect UI tells the same story: completed deliver-webhooks runs that say what they sent.
+        assert any(re.match(r"[1-9][0-9]* delivered", message) for message in _delivery_run_messages())
+
+        reader_key = new_key(service, "default", "ingest.read")
+        with service.client(reader_key) as reader:
+            assert reader.get(f"/v1/webhooks/{good['id']}/deliveries").status_code == 200
+            denied = reader.post("/v1/webhooks", json={"url": web.url("/hooks/good"), "events": ["job_finished"]})
+            assert denied.status_code == 403 and denied.json()["error"]["code"] == "insufficient_scope"
+        with service.client(new_key(service, "outsiders", "ingest.read")) as outsider:
+            assert outsider.get(f"/v1/webhooks/{good['id']}").json()["error"]["code"] == "webhook_not_found"
+
+        for hook in (good, broken):
+            assert client.delete(f"/v1/webhooks/{hook['id']}").status_code == 204
+        assert client.get(f"/v1/webhooks/{good['id']}").status_code == 404
+        declared = httpx.get(f"{service.base_url}/openapi.json").json()["paths"]["/v1/webhooks"]["post"]["responses"]
+        assert declared["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+
+
+def _wait_for_arrivals(arrived: list, count: int, timeout: float = 90) -> list:
+    deadline = time.monotonic() + timeout
+    while len(arrived) < count:
+        assert time.monotonic() < deadline, f"{len(arrived)} of {count} webhook requests arrived"
+        time.sleep(0.2)
+    return list(arrived)
+
+
+def _delivery_run_messages() -> list[str]:
+    """The final messages of the completed deliver-webhooks flow runs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("deliver-webhooks/deliver-webhooks")
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
+            state=FlowRunFilterState(type={"any_": ["COMPLETED"]}),
+        ))
+    return [run.state.message or "" for run in runs]
 
 
 def _kill_flow_run_process(flow_run_id: str) -> None:
