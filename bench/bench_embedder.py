@@ -1,6 +1,6 @@
 """How fast the embeddings server embeds chunks in each precision, over HTTP, beside float32 in the same run.
 
-    python -m bench.bench_embedder [--chunks 64] [--runs 3] [--direct] [--onnx]
+    python -m bench.bench_embedder [--chunks 64] [--runs 3] [--direct [--onnx] [--threads N]]
 
 Two sets of texts: `--chunks` English-like chunks of exactly 254 tokens (the most a chunk holds) and
 the chunks our own parser and chunker make of this repository's documentation and code (real
@@ -154,7 +154,7 @@ def memory_mb(pid: int) -> dict[str, float]:
 # --- ways of running the model in this process (--direct, --onnx) ----------------------------------
 
 
-def direct_variants(onnx: bool) -> dict[str, Callable[[list[str]], np.ndarray]]:
+def direct_variants(onnx: bool, threads: int | None = None) -> dict[str, Callable[[list[str]], np.ndarray]]:
     """Name -> a function embedding texts into unit float32 rows, each a way of running the model here."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -162,7 +162,7 @@ def direct_variants(onnx: bool) -> dict[str, Callable[[list[str]], np.ndarray]]:
     from gristmill.embedding_models import packaged_model_dir
 
     model_dir = str(packaged_model_dir())
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
     float32 = SentenceTransformer(model_dir, device="cpu")
 
     def encode(model: SentenceTransformer, *, batch: int = 16, autocast: bool = False) -> Callable:
@@ -250,7 +250,7 @@ def _onnx_variants(model_dir: str) -> dict[str, Callable[[list[str]], np.ndarray
     tokenizer.enable_truncation(256)
     tokenizer.enable_padding()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = torch.get_num_threads()
 
     def session_runner(onnx_path: Path) -> Callable[[list[str]], np.ndarray]:
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds; each measures every variant once")
     parser.add_argument("--direct", action="store_true", help="add other ways of running the model, in process")
     parser.add_argument("--onnx", action="store_true", help="add ONNX Runtime (with --direct; if installed)")
+    parser.add_argument(
+        "--threads", type=int, help="threads of the in-process variants (default every core; the servers use every core)"
+    )
     args = parser.parse_args(argv)
 
     text_sets = {"254-token chunks": generate_chunks(args.chunks), "repository passages": document_passages()}
@@ -329,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
             name = f"server {precision} over HTTP"
             variants.append(Variant(name, lambda texts, url=url: embed_over_http(texts, url), pid))
         if args.direct:
-            variants += [Variant(name, run) for name, run in direct_variants(args.onnx).items()]
+            variants += [Variant(name, run) for name, run in direct_variants(args.onnx, args.threads).items()]
         for variant in variants:  # warm-up: the first call pays for lazy initialisation
             variant.embed(text_sets["254-token chunks"][:16])
 

@@ -1,9 +1,10 @@
 """Which number format the model computes in: bfloat16 where the CPU does it in hardware, float32 elsewhere.
 
-On a CPU with bfloat16 instructions (x86 `avx512_bf16` or AMX, Arm `bf16`) running the model under
-bfloat16 autocast embedded 62 chunks/s against 25 in float32 on 2 EPYC cores, with every vector
-within cosine 0.99997 of float32's (bench/bench_embedder.py). Without those instructions torch
-emulates bfloat16 and is slower than float32, so `auto` keeps float32 there.
+On a CPU with bfloat16 instructions (x86 `avx512_bf16` or AMX, Arm `bf16`) the model under bfloat16
+autocast embeds 2.5 times as many chunks per second as in float32 (62 against 25 on 2 EPYC cores),
+every vector within cosine 0.99997 of float32's (bench/bench_embedder.py). Without them bfloat16 is
+emulated: on the same CPU with oneDNN kept off those instructions (ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI)
+it ran at half float32's speed, so there `auto` keeps float32.
 """
 
 from dataclasses import dataclass
