@@ -1,11 +1,17 @@
-"""How fast the embeddings server embeds ~256-token chunks, over HTTP and compared with the model called directly.
+"""How fast the embeddings server embeds chunks in each precision, over HTTP, beside float32 in the same run.
 
-    python bench/bench_embedder.py [--chunks 200] [--runs 3] [--base-url URL]
+    python -m bench.bench_embedder [--chunks 64] [--runs 3] [--direct [--onnx] [--threads N]]
 
-Starts `python -m gristmill.embeddings --port 0` as a child (unless --base-url names a running one),
-prints chunks/s (median of the runs) for the server over HTTP and for SentenceTransformer.encode in
-this process, the server's resident memory, and appends one JSON line to bench/results/embedder.jsonl.
-`measure_embedder(texts, base_url)` is the piece other benchmarks reuse.
+Two sets of texts: `--chunks` English-like chunks of exactly 254 tokens (the most a chunk holds) and
+the chunks our own parser and chunker make of this repository's documentation and code (real
+passages of every length). For each precision the server can run in (float32, bfloat16) it starts
+`python -m gristmill.embeddings --port 0` with GRISTMILL_EMBEDDINGS_PRECISION set, then measures the
+servers in turn, round after round (A/B/A/B), so that a noisy neighbour on a shared machine slows
+every variant alike; figures are medians of the rounds. `--direct` adds other ways of running the
+model, in this process, against SentenceTransformer.encode in float32 (the reference every cosine
+is taken against); `--onnx` adds ONNX Runtime if it is installed (it is not a dependency).
+Appends one JSON line to bench/results/embedder.jsonl. `measure_embedder(texts, base_url)` is the
+piece other benchmarks reuse.
 """
 
 import argparse
@@ -18,9 +24,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -33,6 +42,9 @@ from tasks.chunk import MAX_CONTENT_TOKENS, count_tokens, load_tokenizer  # noqa
 from tasks.embed import EmbeddingsClient  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "embedder.jsonl"
+SERVER_PRECISIONS = ("float32", "bfloat16")
+# The repository's own prose and code, as the pipeline would chunk it: real text, always at hand.
+DOC_GLOBS = ("README.md", "docs/*.md", "bench/README.md", "gristmill/embeddings/server.py", "tasks/chunk.py")
 
 _VOCABULARY = (
     "the service stores every chunk with its source library heading page and row range so that search results "
@@ -59,37 +71,57 @@ def generate_chunks(n: int, *, tokens: int = MAX_CONTENT_TOKENS, seed: int = 0) 
     return chunks
 
 
+def document_passages() -> list[str]:
+    """This repository's documentation and some of its code, parsed and chunked as the pipeline does."""
+    from gristmill.documents import FetchedContent
+    from tasks.chunk import chunk_document
+    from tasks.parse import parse_document
+
+    tokenizer = load_tokenizer()
+    settings = get_settings()
+    passages = []
+    for pattern in DOC_GLOBS:
+        for path in sorted(ROOT.glob(pattern)):
+            document = parse_document(FetchedContent(data=path.read_bytes(), content_type=None, uri=str(path)), settings)
+            chunks = chunk_document(
+                document,
+                max_tokens=settings.chunk_max_tokens,
+                overlap_tokens=settings.chunk_overlap_tokens,
+                tokenizer=tokenizer,
+            )
+            passages += [c.text for c in chunks if c.text.strip()]
+    return passages
+
+
 def measure_embedder(texts: list[str], base_url: str) -> float:
     """Chunks per second for embedding `texts` once through the endpoint at `base_url`, in the pipeline's batches."""
+    return len(texts) / _timed(lambda: embed_over_http(texts, base_url))[1]
+
+
+def embed_over_http(texts: list[str], base_url: str) -> np.ndarray:
     settings = get_settings()
     with EmbeddingsClient(
         base_url, settings.embedding_model, timeout=600, batch_size=settings.embed_batch_size
     ) as client:
-        started = time.perf_counter()
-        client.embed(texts)
-        return len(texts) / (time.perf_counter() - started)
+        return client.embed(texts)
 
 
-def direct_encoder(texts: list[str]) -> Callable[[], float]:
-    """SentenceTransformer.encode in this process, in the pipeline's batch size: a function timing one pass."""
-    from sentence_transformers import SentenceTransformer
+def _timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    vectors = run()
+    return vectors, time.perf_counter() - started
 
-    from gristmill.embedding_models import packaged_model_dir
 
-    model = SentenceTransformer(str(packaged_model_dir()), device="cpu")
-    model.encode(texts[:8], normalize_embeddings=True)  # warm-up, as the server has had
-    batch = get_settings().embed_batch_size
-
-    def once() -> float:
-        started = time.perf_counter()
-        model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
-        return len(texts) / (time.perf_counter() - started)
-
-    return once
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of process `pid` so far, or of this process; from /proc (Linux)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 @contextmanager
-def embeddings_server_child() -> Iterator[tuple[str, int]]:
+def embeddings_server_child(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """`python -m gristmill.embeddings` on a free port; yields (base_url, pid)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "gristmill.embeddings", "--port", "0"],
@@ -97,6 +129,7 @@ def embeddings_server_child() -> Iterator[tuple[str, int]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         line = process.stdout.readline()
@@ -118,55 +151,240 @@ def memory_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": round(fields["VmRSS"], 1), "peak_rss_mb": round(fields["VmHWM"], 1)}
 
 
+# --- ways of running the model in this process (--direct, --onnx) ----------------------------------
+
+
+def direct_variants(onnx: bool, threads: int | None = None) -> dict[str, Callable[[list[str]], np.ndarray]]:
+    """Name -> a function embedding texts into unit float32 rows, each a way of running the model here."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from gristmill.embedding_models import packaged_model_dir
+
+    model_dir = str(packaged_model_dir())
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    float32 = SentenceTransformer(model_dir, device="cpu")
+
+    def encode(model: SentenceTransformer, *, batch: int = 16, autocast: bool = False) -> Callable:
+        def run(texts: list[str]) -> np.ndarray:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                vectors = model.encode(texts, batch_size=batch, convert_to_tensor=True, show_progress_bar=False)
+            return _unit(vectors.float().numpy())
+
+        return run
+
+    bfloat16_weights = SentenceTransformer(model_dir, device="cpu").to(torch.bfloat16)
+    int8 = torch.ao.quantization.quantize_dynamic(
+        SentenceTransformer(model_dir, device="cpu"), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    variants = {
+        "float32 batch 16 (reference)": encode(float32),
+        "bfloat16 autocast batch 16 (the server's)": encode(float32, autocast=True),
+        "bfloat16 autocast batch 8": encode(float32, batch=8, autocast=True),
+        "bfloat16 autocast batch 32": encode(float32, batch=32, autocast=True),
+        "bfloat16 autocast, token budget 4096 per batch": _token_budget(encode(float32, batch=10**6, autocast=True)),
+        "bfloat16 weights batch 16": encode(bfloat16_weights),
+        "int8 dynamic (qint8 Linear) batch 16": encode(int8),
+    }
+    if onnx:
+        variants.update(_onnx_variants(model_dir))
+    return variants
+
+
+def _token_budget(run_batch: Callable[[list[str]], np.ndarray], budget: int = 16 * 256) -> Callable:
+    """Texts sorted by length and cut into batches of at most `budget` padded tokens, instead of 16 texts."""
+    tokenizer = load_tokenizer()
+
+    def run(texts: list[str]) -> np.ndarray:
+        lengths = [min(count_tokens(t, tokenizer) + 2, 256) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        rows: dict[int, np.ndarray] = {}
+        start = 0
+        while start < len(order):
+            end = start + max(1, budget // lengths[order[start]])  # the first is the longest: it sets the padding
+            batch = order[start:end]
+            for i, vector in zip(batch, run_batch([texts[i] for i in batch])):
+                rows[i] = vector
+            start = end
+        return np.stack([rows[i] for i in range(len(texts))])
+
+    return run
+
+
+def _onnx_variants(model_dir: str) -> dict[str, Callable[[list[str]], np.ndarray]]:
+    """The model exported to ONNX by torch and run by ONNX Runtime (float32, and int8 quantised by ORT)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("--onnx: onnxruntime is not installed; skipped")
+        return {}
+    import tempfile
+
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(model_dir).eval()
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001 - traced, not called
+            return self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+    ids = torch.ones((2, 16), dtype=torch.long)
+    path = folder / "model.onnx"
+    torch.onnx.export(
+        TokenEmbeddings(),
+        (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+        str(path),
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=["last_hidden_state"],
+        dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids")},
+        dynamo=False,
+    )
+    tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    tokenizer.enable_truncation(256)
+    tokenizer.enable_padding()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+
+    def session_runner(onnx_path: Path) -> Callable[[list[str]], np.ndarray]:
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+        def run(texts: list[str]) -> np.ndarray:
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+            rows: dict[int, np.ndarray] = {}
+            for start in range(0, len(order), 16):
+                batch = order[start : start + 16]
+                encodings = tokenizer.encode_batch([texts[i] for i in batch])
+                mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+                feeds = {
+                    "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                    "attention_mask": mask,
+                    "token_type_ids": np.zeros_like(mask),
+                }
+                hidden = session.run(None, feeds)[0]
+                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+                for i, vector in zip(batch, pooled):
+                    rows[i] = vector
+            return _unit(np.stack([rows[i] for i in range(len(texts))]).astype(np.float32))
+
+        return run
+
+    variants = {"onnxruntime float32 batch 16": session_runner(path)}
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(path), str(folder / "int8.onnx"), weight_type=QuantType.QInt8)
+        variants["onnxruntime int8 dynamic batch 16"] = session_runner(folder / "int8.onnx")
+    except Exception as error:  # noqa: BLE001 - a measurement we report as missing, not a failure
+        print(f"--onnx: int8 quantisation failed: {type(error).__name__}: {error}")
+    return variants
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    name: str
+    embed: Callable[[list[str]], np.ndarray]
+    pid: int | None = None  # whose CPU time the embedding costs: a server child's, else this process's
+    rates: dict[str, list[float]] = field(default_factory=dict)  # chunks/s per text set, one per round
+    cpu_rates: dict[str, list[float]] = field(default_factory=dict)  # chunks per CPU-second, likewise
+    cosines: dict[str, np.ndarray] = field(default_factory=dict)  # per text set, against the reference
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--base-url", help="a running OpenAI-compatible endpoint instead of a child server")
+    parser.add_argument("--chunks", type=int, default=64, help="254-token chunks in the synthetic set")
+    parser.add_argument("--runs", type=int, default=3, help="rounds; each measures every variant once")
+    parser.add_argument("--direct", action="store_true", help="add other ways of running the model, in process")
+    parser.add_argument("--onnx", action="store_true", help="add ONNX Runtime (with --direct; if installed)")
+    parser.add_argument(
+        "--threads", type=int, help="threads of the in-process variants (default every core; the servers use every core)"
+    )
     args = parser.parse_args(argv)
 
-    texts = generate_chunks(args.chunks)
+    text_sets = {"254-token chunks": generate_chunks(args.chunks), "repository passages": document_passages()}
     result: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "chunks": len(texts),
-        "tokens_per_chunk": MAX_CONTENT_TOKENS,
+        "texts": {name: len(texts) for name, texts in text_sets.items()},
         "batch_size": get_settings().embed_batch_size,
         "cpus": len(os.sched_getaffinity(0)),
         "machine": platform.processor() or platform.machine(),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
     }
+    print(f"texts: {result['texts']}; load average {result['load_before']}")
 
-    @contextmanager
-    def server() -> Iterator[tuple[str, int | None]]:
-        if args.base_url:
-            yield args.base_url, None
-        else:
-            with embeddings_server_child() as (url, pid):
-                yield url, pid
+    with ExitStack() as stack:
+        variants: list[Variant] = []
+        for precision in SERVER_PRECISIONS:
+            url, pid = stack.enter_context(embeddings_server_child({"GRISTMILL_EMBEDDINGS_PRECISION": precision}))
+            name = f"server {precision} over HTTP"
+            variants.append(Variant(name, lambda texts, url=url: embed_over_http(texts, url), pid))
+        if args.direct:
+            variants += [Variant(name, run) for name, run in direct_variants(args.onnx, args.threads).items()]
+        for variant in variants:  # warm-up: the first call pays for lazy initialisation
+            variant.embed(text_sets["254-token chunks"][:16])
 
-    direct = direct_encoder(texts)
-    server_runs: list[float] = []
-    direct_runs: list[float] = []
-    with server() as (base_url, pid):
-        measure_embedder(texts[:32], base_url)  # warm-up: the first call pays for lazy initialisation
-        # Interleaved, so that a noisy neighbour on a shared machine slows both sides alike.
-        for _ in range(args.runs):
-            server_runs.append(measure_embedder(texts, base_url))
-            direct_runs.append(direct())
-        memory = memory_mb(pid) if pid is not None else {}
+        reference: dict[str, np.ndarray] = {}
+        for round_ in range(args.runs):
+            for set_name, texts in text_sets.items():
+                for variant in variants:
+                    cpu_before = cpu_seconds(variant.pid)
+                    vectors, seconds = _timed(lambda: variant.embed(texts))
+                    cpu = cpu_seconds(variant.pid) - cpu_before
+                    variant.rates.setdefault(set_name, []).append(len(texts) / seconds)
+                    variant.cpu_rates.setdefault(set_name, []).append(len(texts) / cpu)
+                    if set_name not in reference:  # the first variant measured is float32 over HTTP
+                        reference[set_name] = vectors
+                    variant.cosines[set_name] = np.sum(vectors * reference[set_name], axis=1)
+            print(f"round {round_ + 1}/{args.runs} done, load average {[round(x, 2) for x in os.getloadavg()]}")
+        memory = {v.name: memory_mb(v.pid) for v in variants if v.pid is not None}
 
-    server_rate, direct_rate = statistics.median(server_runs), statistics.median(direct_runs)
-    result.update(
-        server_chunks_per_s=round(server_rate, 2),
-        server_runs=[round(v, 2) for v in server_runs],
-        direct_chunks_per_s=round(direct_rate, 2),
-        direct_runs=[round(v, 2) for v in direct_runs],
-        **{f"server_{k}": v for k, v in memory.items()},
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    result["variants"] = {}
+    base = variants[0]
+    print(
+        f"\nmedians of {args.runs} interleaved rounds; x = against the float32 server; per CPU-s = chunks per "
+        "CPU-second of the process that ran the model (a server child, else this one)"
     )
-    print(f"server over HTTP: {server_rate:.2f} chunks/s (median of {args.runs}: {result['server_runs']})")
-    print(f"direct encode:    {direct_rate:.2f} chunks/s (median of {args.runs}: {result['direct_runs']})")
-    print(f"HTTP overhead:    {100 * (1 - server_rate / direct_rate):.1f}%")
-    if memory:
-        print(f"server memory:    {memory['rss_mb']} MB resident, {memory['peak_rss_mb']} MB peak")
+    for set_name in text_sets:
+        print(f"\n{set_name} ({len(text_sets[set_name])} texts)")
+        print(f"{'variant':48s} {'chunks/s':>8s} {'x':>5s} {'per CPU-s':>9s} {'x':>5s} {'min cos':>8s} {'mean cos':>9s}  chunks/s runs")
+        base_rate = statistics.median(base.rates[set_name])
+        base_cpu_rate = statistics.median(base.cpu_rates[set_name])
+        for variant in variants:
+            rate = statistics.median(variant.rates[set_name])
+            cpu_rate = statistics.median(variant.cpu_rates[set_name])
+            cosines = variant.cosines[set_name]
+            runs = [round(r, 1) for r in variant.rates[set_name]]
+            print(
+                f"{variant.name:48s} {rate:8.1f} {rate / base_rate:5.2f} {cpu_rate:9.1f} {cpu_rate / base_cpu_rate:5.2f} "
+                f"{cosines.min():8.5f} {cosines.mean():9.6f}  {runs}"
+            )
+            result["variants"].setdefault(variant.name, {})[set_name] = {
+                "chunks_per_s": round(rate, 2),
+                "runs": runs,
+                "x_float32_server": round(rate / base_rate, 3),
+                "chunks_per_cpu_s": round(cpu_rate, 2),
+                "cpu_x_float32_server": round(cpu_rate / base_cpu_rate, 3),
+                "min_cosine": round(float(cosines.min()), 6),
+                "mean_cosine": round(float(cosines.mean()), 6),
+            }
+    for name, figures in memory.items():
+        print(f"{name}: {figures['rss_mb']} MB resident, {figures['peak_rss_mb']} MB peak")
+        result["variants"][name]["memory"] = figures
+    print(f"load average {result['load_before']} before, {result['load_after']} after")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as out:

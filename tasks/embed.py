@@ -12,8 +12,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from gristmill.errors import EmbeddingError, EmbeddingRejected
 from gristmill.settings import Settings
@@ -232,11 +230,20 @@ def embed_chunk_texts(
     return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
 
 
-# The inputs are every chunk text and a progress callback: nothing worth hashing for a cache key.
-embed_task = task(
-    name="embed",
-    retries=3,
-    retry_delay_seconds=NETWORK_RETRY_DELAYS_SECONDS,
-    retry_condition_fn=retry_if_retryable,
-    cache_policy=NO_CACHE,
-)(embed_chunk_texts)
+def __getattr__(name: str) -> Any:
+    # Built on first access, not at import: importing Prefect takes ~2 s, and a search, which only
+    # embeds its query, never needs the task (`gristmill search` must answer within a second).
+    if name == "embed_task":
+        from prefect import task
+        from prefect.cache_policies import NO_CACHE
+
+        # The inputs are every chunk text and a progress callback: nothing worth hashing for a cache key.
+        globals()["embed_task"] = task(
+            name="embed",
+            retries=3,
+            retry_delay_seconds=NETWORK_RETRY_DELAYS_SECONDS,
+            retry_condition_fn=retry_if_retryable,
+            cache_policy=NO_CACHE,
+        )(embed_chunk_texts)
+        return globals()["embed_task"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

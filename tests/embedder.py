@@ -30,6 +30,7 @@ class HashingEncoder:
     def __init__(self, dimensions: int = 384, name: str = "all-MiniLM-L6-v2") -> None:
         self.dimensions = dimensions
         self.name = name
+        self.precision = "float32"
         self.calls: list[int] = []  # texts per model call, to observe batching
 
     def embed(self, texts: list[str]) -> np.ndarray:

@@ -1,23 +1,26 @@
-"""The CLI's standalone backend: the same submission, flow and search as the service, in this process."""
+"""The CLI's standalone backend: the same submission, flow and search as the service, in this process.
+
+Each command imports what only it needs when it runs (Prefect and the flows for an ingest, LanceDB
+and the embeddings client for a search): a listing must not wait seconds for imports it never uses.
+"""
+
+from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-
-from rich.progress import Progress, TaskID
+from typing import TYPE_CHECKING
 
 from gristmill.cli.backend import IngestSummary, ItemError, LibraryLine, SourceLine
-from gristmill.cli.printer import progress_bars
 from gristmill.errors import NotFound
 from gristmill.settings import Settings
-from gristmill.supervisor.processes import embeddings_available
 from gristmill.usecases import libraries as library_cases
-from gristmill.usecases.search import search_library
 from gristmill.usecases.shapes import SearchResult, SourceSpec
-from gristmill.usecases.submission import submit
 from storage import repository
-from storage.chunks import open_chunk_store
 from storage.db import migrate, session_scope
 from storage.tables import Library, Source
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class StandaloneBackend:
@@ -28,6 +31,9 @@ class StandaloneBackend:
         migrate(settings.resolved_database_url)
 
     def ingest(self, library: str, specs: list[SourceSpec], *, show_progress: bool) -> IngestSummary:
+        from gristmill.supervisor.processes import embeddings_available
+        from gristmill.usecases.submission import submit
+
         target = self._library(library, create=True)
         with session_scope(self.settings.resolved_database_url) as session:
             submission = submit(session, self.settings, target, specs)
@@ -38,7 +44,7 @@ class StandaloneBackend:
         ]
         job_id = submission.job.id if submission.job else None
         if submission.queued_source_ids and job_id:
-            from flows.ingest import ingest_job  # Prefect is imported only when a job runs
+            from flows.ingest import ingest_job  # Prefect is imported only when a job runs (~2 s)
 
             with embeddings_available(self.settings):
                 if show_progress:
@@ -48,6 +54,10 @@ class StandaloneBackend:
         return self._summary(job_id, errors)
 
     def search(self, library: str, query: str, *, limit: int, mode: str) -> list[SearchResult]:
+        from gristmill.supervisor.processes import embeddings_available
+        from gristmill.usecases.search import search_library
+        from storage.chunks import open_chunk_store
+
         target = self._library(library, create=False)
         store = open_chunk_store(self.settings.resolved_lancedb_uri)
         if mode == "keyword":
@@ -85,6 +95,8 @@ class StandaloneBackend:
             return library
 
     def _run_with_progress(self, job_id: str, run: Callable[[], object]) -> None:
+        from gristmill.cli.printer import progress_bars
+
         done = threading.Event()
         with progress_bars() as progress:
             sources = progress.add_task("sources done", total=None)
