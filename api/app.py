@@ -1,4 +1,5 @@
-"""The REST service: FastAPI app, one error envelope, the reconciler and the webhook sweeper at start-up."""
+"""The REST service: FastAPI app, one error envelope, bounded bodies, rate limits, the reconciler and the
+webhook sweeper at start-up."""
 
 import argparse
 from collections.abc import AsyncIterator
@@ -6,7 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api.routers import health, ingest, jobs, libraries, search, sources, webhooks
+from api.body_size import BodySizeLimit
+from api.rate_limits import RateLimiter, RateLimitHeaders
+from api.routers import health, ingest, jobs, keys, libraries, search, sources, webhooks, workspaces
 from api.schemas import SEED_FIELD_NAMES
 from api.strict import refuse_unknown_query_parameters
 from gristmill.environment import prepare_process
@@ -19,9 +22,10 @@ from storage.db import migrate
 
 
 def create_app(*, reconcile: bool = True) -> FastAPI:
+    settings = get_settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings = get_settings()
         migrate(settings.resolved_database_url)
         app.state.job_starter = JobStarter(settings)
         reconciler = Reconciler(settings, app.state.job_starter) if reconcile else None
@@ -42,9 +46,12 @@ def create_app(*, reconcile: bool = True) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(refuse_unknown_query_parameters)],
     )
-    for module in (libraries, ingest, jobs, sources, search, webhooks, health):
+    for module in (libraries, ingest, jobs, sources, search, webhooks, keys, workspaces, health):
         app.include_router(module.router)
     install_error_handlers(app, field_hints=SEED_FIELD_NAMES)
+    app.state.rate_limiter = RateLimiter(settings)
+    app.add_middleware(RateLimitHeaders)
+    app.add_middleware(BodySizeLimit, settings=settings)  # outermost: nothing reads a body before it
     return app
 
 

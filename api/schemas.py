@@ -4,10 +4,25 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import core_schema
 
 from gristmill.embedding_models import MAX_CHUNK_TOKENS, MODEL_WINDOW_TOKENS
+from gristmill.errors import InvalidRequest
 from gristmill.http_errors import UNION_TAG_PREFIX
+from gristmill.metadata import CONTROL_CHARACTERS_PATTERN, check_metadata, check_plain_text
 from gristmill.search_modes import DEFAULT_SEARCH_MODE, SearchMode
 from gristmill.usecases.search import SearchFilter
 from gristmill.usecases.shapes import SearchResult
@@ -35,10 +50,137 @@ SEED_FIELD_NAMES = {
     "type": "url (a URL item needs no type)",
     "include_content": "include=content",
 }
-CATEGORY = Annotated[str, Field(min_length=1, max_length=100)]
 # The path segment pydantic puts before the fields of one branch of a tagged union: the error
 # handler leaves it out of the field path it shows.
 UNION_TAG = UNION_TAG_PREFIX
+
+
+# --- what may be typed into a field ---------------------------------------------------------------
+
+
+class _NoControlCharacters:
+    """A string refused with a clear message when it holds a control character, declared in the
+    OpenAPI as the pattern it must match (gristmill/metadata.py makes the one check)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_plain_text, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: Any) -> dict[str, Any]:
+        return {**handler(schema), "pattern": CONTROL_CHARACTERS_PATTERN}
+
+
+class _NoNul:
+    """Free text (a description, a query): any character but NUL, which PostgreSQL cannot store."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_no_nul, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: Any) -> dict[str, Any]:
+        return {**handler(schema), "pattern": "^[^\\x00]*$"}
+
+
+def _plain_text(value: str) -> str:
+    try:
+        return check_plain_text(value, "the text")
+    except InvalidRequest as error:
+        raise ValueError(error.message) from None
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"the text holds a NUL character at position {value.index(chr(0))}")
+    return value
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return check_metadata(value)
+    except InvalidRequest as error:
+        raise ValueError(error.message) from None
+
+
+def plain_text(*, min_length: int = 0, max_length: int) -> Any:
+    """A name, title, id or type: bounded, without control characters."""
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), _NoControlCharacters()]
+
+
+def free_text(*, min_length: int = 0, max_length: int) -> Any:
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), _NoNul()]
+
+
+Name = plain_text(min_length=1, max_length=200)
+Title = plain_text(max_length=500)
+ExternalId = plain_text(min_length=1, max_length=255)
+ContentType = plain_text(max_length=200)
+Description = free_text(max_length=2000)
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_metadata),
+    Field(description="Free JSON object: at most 8 levels deep, 100 keys, 16 KB; keys without control characters."),
+]
+
+
+# --- the answers every operation declares ----------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    type: str
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The body cannot be parsed (not UTF-8, nested too deep), or a URL is one Gristmill does not fetch (`blocked_url`).",
+    401: "Missing, unknown, revoked or expired API key.",
+    403: "The API key lacks the scope this operation needs.",
+    404: "Not found in the API key's workspace.",
+    409: "Clashes with what is stored.",
+    413: "The request body is over GRISTMILL_MAX_REQUEST_BYTES (GRISTMILL_MAX_UPLOAD_REQUEST_BYTES for uploads), or content is over its size limit.",
+    415: "Unsupported content type.",
+    422: "Invalid parameters or body; `details` names each problem.",
+    429: "The API key's rate limit is spent; retry after `Retry-After` seconds.",
+    502: "The embeddings endpoint refused the query.",
+    503: "A service Gristmill depends on cannot be reached (embeddings, the rate-limit store).",
+}
+
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"description": "Requests this API key may make per window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in the current window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Unix time when the oldest counted request leaves the window.", "schema": {"type": "integer"}},
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+
+
+def errors(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation can give, each in the one envelope: `responses=errors(401, 404)`."""
+    described = {**ERROR_DESCRIPTIONS, **(descriptions or {})}
+    return {status: {"model": ErrorEnvelope, "description": described[status]} for status in statuses}
+
+
+def rate_limited(success: int, responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """`responses` of an operation that spends a rate limit: every answer may carry the quota's
+    headers (all but those refused before the key is known), a 429 says when to retry."""
+    declared: dict[int | str, dict[str, Any]] = {success: {"headers": RATE_LIMIT_HEADERS}}
+    for status, response in responses.items():
+        headers = {**RATE_LIMIT_HEADERS, **(RETRY_AFTER if status == 429 else {})}
+        declared[status] = {**response, "headers": headers} if status not in (401, 403) else response
+    return declared
+
+
+CATEGORY = plain_text(min_length=1, max_length=100)
+MemoryId = plain_text(min_length=1, max_length=255)
+Role = plain_text(min_length=1, max_length=100)
+ModelName = plain_text(max_length=200)
+Instructions = free_text(max_length=20_000)
+
+
+# --- libraries -----------------------------------------------------------------------------------
+
 
 
 class Chunking(BaseModel):
@@ -63,12 +205,12 @@ class Chunking(BaseModel):
 class LibraryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=2000)
-    instructions: str | None = Field(None, max_length=20_000, description="How an agent should use the library.")
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    embedding_model: str | None = Field(
-        None, max_length=200, description="One of GET /v1/embedding-models; default: the service's default model."
+    name: Name
+    description: Description | None = None
+    instructions: Instructions | None = Field(None, description="How an agent should use the library.")
+    metadata: Metadata = Field(default_factory=dict)
+    embedding_model: ModelName | None = Field(
+        None, description="One of GET /v1/embedding-models; default: the service's default model."
     )
     chunking: Chunking | None = None
 
@@ -76,12 +218,12 @@ class LibraryCreate(BaseModel):
 class LibraryUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=2000)
-    instructions: str | None = Field(None, max_length=20_000)
-    metadata: dict[str, Any] | None = None
-    embedding_model: str | None = Field(
-        None, max_length=200, description="Must be the library's model: another one is set by POST .../reindex (409)."
+    name: Name | None = None
+    description: Description | None = None
+    instructions: Instructions | None = None
+    metadata: Metadata | None = None
+    embedding_model: ModelName | None = Field(
+        None, description="Must be the library's model: another one is set by POST .../reindex (409)."
     )
     chunking: Chunking | None = Field(None, description="Applies to sources ingested from now on; a reindex applies it to the rest.")
 
@@ -122,8 +264,8 @@ class LibraryBulkResult(BaseModel):
 class ReindexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    embedding_model: str | None = Field(
-        None, max_length=200, description="Re-embed with this model (one of GET /v1/embedding-models); default: the library's own."
+    embedding_model: ModelName | None = Field(
+        None, description="Re-embed with this model (one of GET /v1/embedding-models); default: the library's own."
     )
 
 
@@ -132,11 +274,9 @@ class PruneRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    external_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(max_length=100_000)
-    prefix: str | None = Field(
+    external_ids: list[ExternalId] = Field(max_length=100_000)
+    prefix: ExternalId | None = Field(
         None,
-        min_length=1,
-        max_length=255,
         description="Only sources whose external id starts with this are considered; without it every source of "
         "the library is, those without an external id too.",
     )
@@ -156,33 +296,32 @@ class EmbeddingModelList(BaseModel):
 class MemoryFields(BaseModel):
     """Whose a source is and what it is about: stored on its chunks and usable as search filters."""
 
-    user_id: str | None = Field(None, min_length=1, max_length=255, description="The user the source is about or from.")
-    agent_id: str | None = Field(None, min_length=1, max_length=255, description="The agent the source belongs to.")
-    role: str | None = Field(None, min_length=1, max_length=100, description="Speaker role, e.g. user or assistant.")
+    user_id: MemoryId | None = Field(None, description="The user the source is about or from.")
+    agent_id: MemoryId | None = Field(None, description="The agent the source belongs to.")
+    role: Role | None = Field(None, description="Speaker role, e.g. user or assistant.")
     categories: list[CATEGORY] = Field(default_factory=list, max_length=20, description="Filterable labels.")
 
 
 class IngestItem(MemoryFields):
     """One source: inline `content` or a `url`, exactly one."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Exactly one of the two, as the OpenAPI says too (a JSON null is not offered: it means "absent").
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["content"]}, {"required": ["url"]}]})
 
-    content: str | None = Field(None, min_length=1, description="Text to ingest (at most 1 MB).")
-    url: HttpUrl | None = Field(
+    content: str | SkipJsonSchema[None] = Field(None, min_length=1, description="Text to ingest (at most 1 MB).")
+    url: HttpUrl | SkipJsonSchema[None] = Field(
         None,
         description="http(s) URL to fetch and ingest. Without an external_id, a URL the library has already is "
         "answered with its source (`existing`) and not fetched again; with one it is an upsert (fetched again).",
+        json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
     )
-    content_type: str | None = Field(
+    content_type: ContentType | None = Field(
         None,
-        max_length=200,
         description="MIME type, or a short name: text, markdown, html, json, csv, pdf, docx; sniffed when omitted.",
     )
-    title: str | None = Field(None, max_length=500)
-    external_id: str | None = Field(
-        None, min_length=1, max_length=255, description="Upsert key: replaces the source with this id."
-    )
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    title: Title | None = None
+    external_id: ExternalId | None = Field(None, description="Upsert key: replaces the source with this id.")
+    metadata: Metadata = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _content_or_url(self) -> "IngestItem":
@@ -217,9 +356,9 @@ class UploadForm(MemoryFields):
 
     file: list[UploadFile] = Field(default_factory=list, description="One or more files.")
     url: HttpUrl | None = Field(None, description="An http(s) URL to fetch instead of files.")
-    content_type: str | None = Field(None, max_length=200, description="As for items; applies to every file.")
-    external_id: str | None = Field(None, min_length=1, max_length=255)
-    title: str | None = Field(None, max_length=500)
+    content_type: ContentType | None = Field(None, description="As for items; applies to every file.")
+    external_id: ExternalId | None = None
+    title: Title | None = None
     metadata: str | None = Field(None, description="JSON object stored with each file's source.")
 
     @field_validator("categories", mode="before")
@@ -236,17 +375,6 @@ class UploadForm(MemoryFields):
         if self.url is not None and self.url.scheme not in ("http", "https"):
             raise ValueError("url must be http or https")
         return self
-
-
-class ErrorBody(BaseModel):
-    type: str
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorEnvelope(BaseModel):
-    error: ErrorBody
 
 
 class ItemResultOut(BaseModel):
@@ -344,11 +472,11 @@ class SourceUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(None, max_length=500)
-    metadata: dict[str, Any] | None = Field(None, description="Merged into the metadata; a key set to null is removed.")
-    user_id: str | None = Field(None, min_length=1, max_length=255)
-    agent_id: str | None = Field(None, min_length=1, max_length=255)
-    role: str | None = Field(None, min_length=1, max_length=100)
+    title: Title | None = None
+    metadata: Metadata | None = Field(None, description="Merged into the metadata; a key set to null is removed.")
+    user_id: MemoryId | None = None
+    agent_id: MemoryId | None = None
+    role: Role | None = None
     categories: list[CATEGORY] | None = Field(None, max_length=20)
 
 
@@ -373,7 +501,7 @@ class ChunkPage(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=4000)
+    query: free_text(min_length=1, max_length=4000)
     limit: int = Field(10, ge=1, le=100)
     mode: SearchMode = DEFAULT_SEARCH_MODE
     filter: SearchFilter | None = Field(
@@ -397,11 +525,11 @@ class WebhookCreate(BaseModel):
 
     url: HttpUrl = Field(description="http(s) URL that receives a signed POST for each event.")
     events: list[WebhookEventType] = Field(min_length=1, description="Events to receive.")
-    secret: str | None = Field(
-        None, min_length=16, max_length=256, description="Key that signs each delivery; one is made when omitted."
+    secret: plain_text(min_length=16, max_length=256) | None = Field(
+        None, description="Key that signs each delivery; one is made when omitted."
     )
     library_id: str | None = Field(None, description="Only this library's events; the whole workspace's when omitted.")
-    description: str | None = Field(None, max_length=500)
+    description: free_text(max_length=500) | None = None
 
     @model_validator(mode="after")
     def _http_only(self) -> "WebhookCreate":
@@ -450,3 +578,74 @@ class DeliveryPage(BaseModel):
     total: int
     page: int
     page_size: int
+
+
+# --- keys and workspaces (admin) -------------------------------------------------------------------
+
+
+class WorkspaceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class WorkspaceList(BaseModel):
+    data: list[WorkspaceOut]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: str | None = Field(None, description="The workspace the key acts in; default the caller's own.")
+    scopes: list[Literal["ingest.read", "ingest.write", "admin"]] = Field(min_length=1, max_length=3)
+    name: Title | None = Field(None, description="What the key is for, shown in listings.")
+    expires_at: datetime | None = Field(None, description="When the key stops working (in the future); none: until revoked.")
+
+
+class KeyOut(BaseModel):
+    id: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart; the key itself is never stored.")
+    name: str | None
+    workspace_id: str
+    workspace_name: str
+    scopes: list[str]
+    state: Literal["active", "revoked", "expired"]
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="To the minute.")
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The new key, shown this once.")
+
+
+class KeyList(BaseModel):
+    data: list[KeyOut]
+
+
+# --- health --------------------------------------------------------------------------------------
+
+
+class HealthChecks(BaseModel):
+    api: bool
+    database: bool
+    prefect: bool
+    embeddings: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    checks: HealthChecks
+
+
+class HealthDown(BaseModel):
+    status: Literal["unavailable"]
+    checks: HealthChecks
+    error: ErrorBody

@@ -93,7 +93,7 @@ def flow_run_breakdown(service: Service, flow_run_id: str | None, timing: Timing
     """Where a run's time went, from the state timestamps Prefect recorded."""
     if not flow_run_id:
         return {}
-    with httpx.Client(base_url=service.prefect_api_url, timeout=30) as prefect:
+    with service.prefect_client() as prefect:
         run = prefect.get(f"/flow_runs/{flow_run_id}").json()
         states = prefect.get("/flow_run_states/", params={"flow_run_id": flow_run_id}).json()
     at = {}
@@ -123,7 +123,7 @@ def add_breakdowns(service: Service, runs: list[tuple[Timing, str | None]]) -> N
 
 def task_run_seconds(service: Service, flow_run_id: str) -> dict[str, float]:
     """Wall seconds of each task run of the flow run (fetch, parse, chunk, embed, upsert, process-source)."""
-    with httpx.Client(base_url=service.prefect_api_url, timeout=30) as prefect:
+    with service.prefect_client() as prefect:
         runs = prefect.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
     seconds: dict[str, float] = {}
     for run in runs:

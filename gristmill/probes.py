@@ -1,8 +1,14 @@
 """Is something there: a server answering at a URL, a port taken."""
 
+import base64
 import socket
 
 import httpx
+
+
+def basic_auth(user_and_password: str) -> dict[str, str]:
+    """The Authorization header of HTTP basic auth for `user:password` (Prefect's auth string)."""
+    return {"Authorization": "Basic " + base64.b64encode(user_and_password.encode()).decode()}
 
 
 def is_reachable(url: str) -> bool:
@@ -13,9 +19,9 @@ def is_reachable(url: str) -> bool:
         return False
 
 
-def answers_ok(url: str) -> bool:
+def answers_ok(url: str, headers: dict[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(url, headers=headers, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -17,6 +17,7 @@ from gristmill.embedding_models import (
     packaged_tokenizer_path,
     served_model,
 )
+from gristmill.home import EMBEDDINGS_KEY_FILE, read_secret
 
 MB = 1024 * 1024
 
@@ -34,7 +35,11 @@ class Settings(BaseSettings):
     embeddings_url: str = Field(
         "http://127.0.0.1:8081/v1", description="Base URL of an OpenAI-compatible embeddings API."
     )
-    embeddings_api_key: str | None = Field(None, description="Bearer key sent to the embeddings API.")
+    embeddings_api_key: str | None = Field(
+        None,
+        description="Bearer key sent to the embeddings API, and required by the embeddings server Gristmill "
+        "starts; unset, that server's key is made once in `home/embeddings.key`.",
+    )
     embedding_model: str = Field(
         DEFAULT_MODEL,
         description="The service's default model: new libraries embed with it, and a library is `compatible` "
@@ -86,6 +91,12 @@ class Settings(BaseSettings):
         "re-indexing from the original); false: only failed sources keep theirs, for a retry.",
     )
 
+    max_request_bytes: int = Field(
+        10 * MB, description="Largest request body other than a file upload; cut off while it is read (413)."
+    )
+    max_upload_request_bytes: int = Field(
+        100 * MB, description="Largest multipart file-upload request, all its files together; cut off while it is read (413)."
+    )
     max_inline_bytes: int = Field(1 * MB, description="Largest inline `content` accepted.")
     max_pdf_bytes: int = Field(20 * MB, description="Largest PDF accepted.")
     max_docx_bytes: int = Field(20 * MB, description="Largest DOCX accepted.")
@@ -122,6 +133,18 @@ class Settings(BaseSettings):
         "(an event whose writer died, a retry now due), and starts a run for them.",
     )
 
+    rate_limit_writes: str = Field(
+        "60/minute",
+        description="Writes (ingests, uploads, library and key changes, retries) one API key may make, in the "
+        "`limits` notation (`60/minute`, `10/second;600/hour`); empty for no limit.",
+    )
+    rate_limit_searches: str = Field("300/minute", description="Searches one API key may make; empty for no limit.")
+    rate_limit_storage_uri: str = Field(
+        "memory://",
+        description="Where request counts are kept: `memory://` (one API process) or a shared store such as "
+        "`redis://127.0.0.1:6379/0` when several API processes serve one service.",
+    )
+
     url: str | None = Field(None, description="A running Gristmill service for the CLI to talk to.")
     api_key: str | None = Field(None, description="API key the CLI sends to `url`.")
 
@@ -144,7 +167,7 @@ class Settings(BaseSettings):
             default_name=self.embedding_model,
             default_dimensions=self.embedding_dim,
             url=self.embeddings_url,
-            api_key=self.embeddings_api_key,
+            api_key=self.resolved_embeddings_api_key,
         )
 
     def embedding_model_named(self, name: str | None = None) -> EmbeddingModel:
@@ -156,9 +179,26 @@ class Settings(BaseSettings):
         """The model a library embeds with; ServiceUnavailable once the configuration lost it."""
         return served_model(self.known_embedding_models, name)
 
+    @field_validator("rate_limit_writes", "rate_limit_searches")
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError as error:
+                raise ValueError(f"{value!r} is not a rate limit such as '60/minute': {error}") from None
+        return value
+
     @property
     def allowed_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
         return parse_networks(self.fetch_allowed_networks)
+
+    @property
+    def resolved_embeddings_api_key(self) -> str | None:
+        """The key set, else the one made for the embeddings server Gristmill starts in this home."""
+        return self.embeddings_api_key or read_secret(self.home, EMBEDDINGS_KEY_FILE)
 
     @property
     def resolved_database_url(self) -> str:

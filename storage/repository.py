@@ -50,6 +50,37 @@ def ensure_workspace(session: Session, name: str = DEFAULT_WORKSPACE) -> Workspa
     return workspace
 
 
+def create_workspace(session: Session, name: str) -> Workspace:
+    workspace = Workspace(name=name)
+    session.add(workspace)
+    _commit_unique(session, Conflict(f"a workspace named {name!r} already exists", code="workspace_exists"))
+    return workspace
+
+
+def _commit_unique(session: Session, conflict: Conflict) -> None:
+    """Commit, or raise `conflict` when a unique name is taken (also by another process meanwhile)."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise conflict from None
+
+
+def find_workspace_by_name(session: Session, name: str) -> Workspace | None:
+    return session.exec(select(Workspace).where(Workspace.name == name)).first()
+
+
+def get_workspace(session: Session, workspace_id: str) -> Workspace:
+    workspace = session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NotFound(f"workspace {workspace_id} not found", code="workspace_not_found")
+    return workspace
+
+
+def list_workspaces(session: Session) -> list[Workspace]:
+    return list(session.exec(select(Workspace).order_by(Workspace.name)))
+
+
 def create_library(
     session: Session,
     workspace_id: str,
@@ -75,11 +106,7 @@ def create_library(
         chunk_overlap_tokens=chunk_overlap_tokens,
     )
     session.add(library)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict(f"a library named {name!r} already exists in this workspace", code="library_exists") from None
+    _commit_unique(session, Conflict(f"a library named {name!r} already exists in this workspace", code="library_exists"))
     return library
 
 

@@ -74,6 +74,12 @@ class JobTrigger(StrEnum):
     sync = "sync"  # the scheduled URL re-sync: unchanged sources are forgotten and announce nothing
 
 
+class KeyState(StrEnum):
+    active = "active"
+    revoked = "revoked"
+    expired = "expired"
+
+
 class Workspace(SQLModel, table=True):
     __tablename__ = "workspaces"
 
@@ -94,6 +100,14 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None  # none: valid until revoked
+
+    def state(self, now: datetime) -> "KeyState":
+        if self.revoked_at is not None:
+            return KeyState.revoked
+        if self.expires_at is not None and as_utc(self.expires_at) <= now:
+            return KeyState.expired
+        return KeyState.active
 
 
 class Library(SQLModel, table=True):

@@ -19,6 +19,7 @@ from gristmill.errors import NotFound
 from storage.tables import (
     DeliveryStatus,
     IngestJob,
+    JobKind,
     JobTrigger,
     Source,
     SourceStatus,
@@ -112,6 +113,7 @@ def job_data(job: IngestJob) -> dict[str, Any]:
     return {
         "job_id": job.id,
         "library_id": job.library_id,
+        "kind": JobKind(job.kind).value,
         "status": job.status.value,
         "trigger": job.trigger.value,
         "progress": {"current": job.progress_current, "total": job.progress_total},
@@ -120,6 +122,7 @@ def job_data(job: IngestJob) -> dict[str, Any]:
             "partial": job.partial_count,
             "failed": job.failed_count,
             "duplicate": job.duplicate_count,
+            "removed": job.removed_count,
         },
         "chunk_count": job.chunk_count,
         "error": job.error,

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -134,7 +136,8 @@ def service(prefect_server: str, second_model_url: str, tmp_path_factory: pytest
     """The whole service, started as users start it (`gristmill serve`), shared by the session's tests."""
     from tests.running_service import running_service
 
-    with running_service(tmp_path_factory.mktemp("service-home"), second_model_url) as running:
+    out_path = tmp_path_factory.mktemp("service-out") / "serve.out"
+    with running_service(tmp_path_factory.mktemp("service-home"), second_model_url, out_path) as running:
         yield running
 
 
@@ -145,3 +148,43 @@ def web():
 
     with LoopbackServer() as server:
         yield server
+
+
+@dataclass
+class LocalApi:
+    """The REST API (`api.app.create_app`) served by uvicorn on a free loopback port in this process."""
+
+    base_url: str
+    admin_key: str
+    admin_key_id: str
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {key or self.admin_key}"}, timeout=60)
+
+
+@contextmanager
+def serve_local_api(monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[LocalApi]:
+    """The API on the current GRISTMILL_HOME (see `gristmill_home`) with `env` set, and an admin key.
+
+    No flow runner serves it: jobs are stored and wait, nothing is fetched.
+    """
+    from api.app import create_app
+    from gristmill.settings import get_settings
+    from storage.db import session_scope
+    from storage.keys import create_key
+    from storage.repository import ensure_workspace
+    from tests.embedder import serve_app
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    with session_scope(get_settings().resolved_database_url) as session:
+        admin_key, record = create_key(session, ensure_workspace(session), ["admin", "ingest.read", "ingest.write"], name="admin")
+    with serve_app(create_app(reconcile=False)) as base_url:
+        yield LocalApi(base_url, admin_key, record.id)
+
+
+@pytest.fixture
+def local_api(gristmill_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalApi]:
+    with serve_local_api(monkeypatch) as api:
+        yield api

@@ -28,6 +28,7 @@ class Service:
     admin_key: str
     home: Path
     process: subprocess.Popen
+    embeddings_url: str
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
@@ -39,7 +40,8 @@ class Service:
 
 
 @contextmanager
-def running_service(home: Path, second_model_url: str) -> Iterator[Service]:
+def running_service(home: Path, second_model_url: str, out_path: Path) -> Iterator[Service]:
+    """`gristmill serve` on `home`; its output goes to `out_path`, outside the home, which must stay private."""
     api_port, embeddings_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -54,20 +56,23 @@ def running_service(home: Path, second_model_url: str) -> Iterator[Service]:
             "name": SECOND_MODEL, "dimensions": SECOND_MODEL_DIMENSIONS, "url": second_model_url,
             "window_tokens": SECOND_MODEL_WINDOW,
         }]),
+        # These tests write far more than a key may by default; tests/test_limits.py tests the limits.
+        "GRISTMILL_RATE_LIMIT_WRITES": "100000/minute",
+        "GRISTMILL_RATE_LIMIT_SEARCHES": "100000/minute",
     }
-    log = open(home / "serve.out", "wb")
+    log = open(out_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gristmill.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base_url = f"http://127.0.0.1:{api_port}"
     try:
         deadline = time.monotonic() + 300
-        while not (home / "admin.key").exists() or b"Press Ctrl-C" not in (home / "serve.out").read_bytes():
-            assert process.poll() is None, (home / "serve.out").read_text()
-            assert time.monotonic() < deadline, (home / "serve.out").read_text()
+        while not (home / "admin.key").exists() or b"Press Ctrl-C" not in out_path.read_bytes():
+            assert process.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.5)
         wait_for_http(f"{base_url}/healthz", timeout=30, process=process)
-        yield Service(base_url, (home / "admin.key").read_text().strip(), home, process)
+        yield Service(base_url, (home / "admin.key").read_text().strip(), home, process, env["GRISTMILL_EMBEDDINGS_URL"])
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

@@ -9,8 +9,9 @@ from api.auth import authenticate
 from gristmill.errors import AuthenticationFailed, PermissionDenied
 from gristmill.settings import get_settings
 from storage.db import session_scope
-from storage.keys import LAST_USED_PRECISION, create_key, hash_key
-from storage.tables import ApiKey, as_utc
+from storage.keys import LAST_USED_PRECISION, create_key, hash_key, revoke_key
+from storage.repository import ensure_workspace
+from storage.tables import ApiKey, as_utc, utcnow
 
 
 def stored_key(key_id: str) -> ApiKey:
@@ -20,7 +21,7 @@ def stored_key(key_id: str) -> ApiKey:
 
 def test_a_key_is_stored_hashed_and_its_use_recorded_at_most_once_a_minute(gristmill_home: Path) -> None:
     with session_scope(get_settings().resolved_database_url) as session:
-        plain, record = create_key(session, "acme", ["ingest.read"])
+        plain, record = create_key(session, ensure_workspace(session, "acme"), ["ingest.read"])
         assert record.key_hash == hash_key(plain) and plain not in record.key_hash
         principal = authenticate(session, authorization=f"Bearer {plain}")
     assert principal.scopes == frozenset({"ingest.read"})
@@ -41,7 +42,7 @@ def test_a_key_is_stored_hashed_and_its_use_recorded_at_most_once_a_minute(grist
 
 def test_wrong_keys_and_missing_scopes_are_refused(gristmill_home: Path) -> None:
     with session_scope(get_settings().resolved_database_url) as session:
-        plain, _ = create_key(session, "acme", ["ingest.read"])
+        plain, _ = create_key(session, ensure_workspace(session, "acme"), ["ingest.read"])
         with pytest.raises(AuthenticationFailed) as wrong:
             authenticate(session, authorization="Bearer gm_not-a-key")
         assert wrong.value.code == "invalid_api_key"
@@ -50,3 +51,22 @@ def test_wrong_keys_and_missing_scopes_are_refused(gristmill_home: Path) -> None
         assert scheme.value.code == "invalid_authorization"
         with pytest.raises(PermissionDenied):
             authenticate(session, authorization=f"Bearer {plain}").require("ingest.write")
+
+
+def test_revoked_and_expired_keys_are_refused_at_once(gristmill_home: Path) -> None:
+    with session_scope(get_settings().resolved_database_url) as session:
+        acme = ensure_workspace(session, "acme")
+        plain, record = create_key(session, acme, ["ingest.read"], expires_at=utcnow() + timedelta(hours=1))
+        assert authenticate(session, x_api_key=plain).key_id == record.id
+        revoke_key(session, record)
+        with pytest.raises(AuthenticationFailed) as revoked:
+            authenticate(session, x_api_key=plain)
+        assert revoked.value.code == "invalid_api_key"
+
+        soon, short_lived = create_key(session, acme, ["ingest.read"], expires_at=utcnow() + timedelta(seconds=30))
+        short_lived.expires_at = utcnow() - timedelta(seconds=1)  # as if the 30 s had passed
+        session.add(short_lived)
+        session.commit()
+        with pytest.raises(AuthenticationFailed) as expired:
+            authenticate(session, x_api_key=soon)
+        assert expired.value.code == "expired_api_key"

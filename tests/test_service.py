@@ -35,6 +35,29 @@ def test_health_and_openapi(service: Service) -> None:
     assert (service.home / "admin.key").stat().st_mode & 0o777 == 0o600
 
 
+def test_the_home_and_the_embeddings_server_are_private(service: Service) -> None:
+    with service.client() as client:
+        library = create_library(client, "home-permissions")
+        job = client.post(f"/v1/libraries/{library['id']}/ingest", json={"content": "Only the service's user reads this."}).json()
+        assert wait_for_job(client, job["job_id"])["status"] == "completed"
+    opened = {}
+    for root, folders, files in os.walk(service.home):
+        for name in folders + files:
+            path = Path(root) / name
+            mode = path.lstat().st_mode & 0o777
+            if mode not in (0o600, 0o700) and not path.is_symlink() and not path.is_socket():
+                opened[str(path.relative_to(service.home))] = oct(mode)
+    assert (service.home.stat().st_mode & 0o777, opened) == (0o700, {})
+    assert any((service.home / "lancedb").rglob("*.lance")), "the ingest wrote no LanceDB files to check"
+
+    key = (service.home / "embeddings.key").read_text().strip()
+    body = {"input": ["hello"], "model": "all-MiniLM-L6-v2"}
+    assert httpx.post(f"{service.embeddings_url}/embeddings", json=body, timeout=60).status_code == 401
+    signed = httpx.post(f"{service.embeddings_url}/embeddings", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    assert signed.status_code == 200
+    assert httpx.get(service.embeddings_url.removesuffix("/v1") + "/healthz").status_code == 200
+
+
 def test_auth_errors_use_the_envelope(service: Service) -> None:
     missing = httpx.get(f"{service.base_url}/v1/libraries")
     assert missing.status_code == 401
@@ -256,7 +279,7 @@ def test_webhooks_announce_sources_and_jobs_and_a_failing_receiver_changes_nothi
             {"content": "Millstones are dressed every spring.", "title": "millstones"},
         ]}).json()
         job = wait_for_job(client, accepted["job_id"])
-        assert job["status"] == "completed" and job["counts"] == {"completed": 2, "partial": 0, "failed": 0, "duplicate": 0}
+        assert job["status"] == "completed" and job["counts"] == {"completed": 2, "partial": 0, "failed": 0, "duplicate": 0, "removed": 0}
 
         announced = _wait_for_arrivals(arrivals["/hooks/good"], 3)
         verify = readme_verify()

@@ -2,6 +2,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep
+from api.schemas import Health, HealthDown
 from gristmill.probes import is_reachable
 from gristmill.usecases.orchestration import prefect_ui_url
 from storage.db import database_answers
@@ -9,7 +10,11 @@ from storage.db import database_answers
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": HealthDown, "description": "Something the service needs does not answer."}},
+)
 def healthz(settings: SettingsDep) -> JSONResponse:
     """200 when the API, the database, Prefect and the embeddings endpoint answer; 503 naming what does not."""
     checks = {

@@ -4,7 +4,17 @@ from fastapi import APIRouter, Body, Form, Query, Response, status
 
 from api.auth import Writer
 from api.deps import SessionDep, SettingsDep, StarterDep
-from api.schemas import IngestAccepted, IngestBatch, IngestBody, IngestItem, ItemResultOut, UploadForm
+from api.schemas import (
+    IngestAccepted,
+    IngestBatch,
+    IngestBody,
+    IngestItem,
+    ItemResultOut,
+    Title,
+    UploadForm,
+    errors,
+    rate_limited,
+)
 from gristmill.errors import Conflict, InvalidRequest, PayloadTooLarge
 from gristmill.metadata import metadata_from_json
 from gristmill.usecases.orchestration import JobStarter
@@ -15,15 +25,21 @@ from tasks.parse import largest_size_limit
 
 router = APIRouter(prefix="/v1/libraries/{library_id}", tags=["ingest"])
 
-INGEST_RESPONSES = {
-    200: {"model": IngestAccepted,
-          "description": "Nothing new was stored: every item is `existing` (a URL the library has, a skipped file)."},
-    409: {"description": "Single item whose content is already stored (names the existing source); a file name "
-          "taken (duplicate_handling=error); the library is being re-indexed."},
-    413: {"description": "Content over the size limit."},
-    415: {"description": "Unsupported content type."},
-    422: {"description": "Malformed body, or every item of a batch failed."},
-}
+INGEST_RESPONSES = rate_limited(
+    202,
+    {
+        200: {"model": IngestAccepted,
+              "description": "Nothing new was stored: every item is `existing` (a URL the library has, a skipped file)."},
+        **errors(
+            400, 401, 403, 404, 409, 413, 415, 422, 429, 503,
+            descriptions={
+                409: "Single item whose content is already stored (names the existing source); a file name taken "
+                "(duplicate_handling=error); the library is being re-indexed.",
+                422: "Malformed body, or every item of a batch failed.",
+            },
+        ),
+    },
+)
 
 
 @router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=IngestAccepted, responses=INGEST_RESPONSES)
@@ -59,7 +75,7 @@ def upload_files(
               "suffix (the default, as Letta's) stores it as 'name (1).ext', replace replaces it once stored, "
               "skip answers `existing`, error answers 409 file_exists."),
     ] = DEFAULT_DUPLICATE_HANDLING,
-    name: Annotated[str | None, Query(min_length=1, max_length=255, description="File name to store a single file under.")] = None,
+    name: Annotated[Title | None, Query(min_length=1, max_length=255, description="File name to store a single file under.")] = None,
 ):
     """Upload one or more files (or give one `url`) as multipart form fields."""
     library = repository.get_library(session, principal.workspace_id, library_id)

@@ -4,10 +4,10 @@ from fastapi import APIRouter, Query
 
 from api.auth import Reader
 from api.deps import SessionDep
-from api.schemas import JobCounts, JobOut, JobPage, Progress
+from api.schemas import JobCounts, JobOut, JobPage, Progress, errors
 from gristmill.usecases.orchestration import prefect_run_url
 from storage import repository
-from storage.tables import IngestJob, JobKind
+from storage.tables import IngestJob, JobKind, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -42,19 +42,23 @@ def jobs_out(session: SessionDep, jobs: list[IngestJob]) -> list[JobOut]:
     return [job_out(job, source_ids[job.id]) for job in jobs]
 
 
-@router.get("/{job_id}", response_model=JobOut)
+# Past this, OFFSET overflows SQLite's 64-bit integer; 10,000 pages of 100 reach a million jobs.
+MAX_PAGE = 10_000
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=errors(401, 403, 404))
 def get_job(job_id: str, principal: Reader, session: SessionDep) -> JobOut:
     return jobs_out(session, [repository.get_job(session, principal.workspace_id, job_id)])[0]
 
 
-@router.get("", response_model=JobPage)
+@router.get("", response_model=JobPage, responses=errors(401, 403, 422))
 def list_jobs(
     principal: Reader,
     session: SessionDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
     library_id: str | None = None,
-    status: str | None = None,
+    status: JobStatus | None = None,
 ) -> JobPage:
     rows, total = repository.list_jobs(
         session, principal.workspace_id, page=page, page_size=page_size, library_id=library_id, status=status

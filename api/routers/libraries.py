@@ -18,6 +18,8 @@ from api.schemas import (
     LibraryUpdate,
     PruneRequest,
     ReindexRequest,
+    errors,
+    rate_limited,
 )
 from gristmill.errors import NotFound
 from gristmill.settings import Settings
@@ -59,7 +61,7 @@ def _fields(body: LibraryCreate | LibraryUpdate) -> LibraryFields:
     )
 
 
-@router.get("/v1/embedding-models", response_model=EmbeddingModelList, tags=["embedding models"])
+@router.get("/v1/embedding-models", response_model=EmbeddingModelList, tags=["embedding models"], responses=errors(401, 403, 422))
 def list_embedding_models(_principal: Reader, settings: SettingsDep) -> EmbeddingModelList:
     """The models a library may name; `default` is the one new libraries get (and `compatible` compares with)."""
     return EmbeddingModelList(
@@ -70,13 +72,18 @@ def list_embedding_models(_principal: Reader, settings: SettingsDep) -> Embeddin
     )
 
 
-@router.post("/v1/libraries", status_code=status.HTTP_201_CREATED, response_model=LibraryOut)
+@router.post(
+    "/v1/libraries",
+    status_code=status.HTTP_201_CREATED,
+    response_model=LibraryOut,
+    responses=rate_limited(201, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})),
+)
 def create_library(body: LibraryCreate, principal: Writer, session: SessionDep, settings: SettingsDep) -> LibraryOut:
     library = library_cases.create_library(session, settings, principal.workspace_id, body.name, _fields(body))
     return library_out(library, LibraryCounts(sources=0, chunks=0), settings)
 
 
-@router.post("/v1/libraries/bulk", response_model=LibraryBulkResult)
+@router.post("/v1/libraries/bulk", response_model=LibraryBulkResult, responses=rate_limited(200, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})))
 def upsert_libraries(body: LibraryBulk, principal: Writer, session: SessionDep, settings: SettingsDep) -> LibraryBulkResult:
     """Create or update libraries by name, all in one transaction (all or none). An existing library
     takes the fields an entry gives and keeps the others; its embedding model changes only by a reindex."""
@@ -90,7 +97,7 @@ def upsert_libraries(body: LibraryBulk, principal: Writer, session: SessionDep, 
     )
 
 
-@router.get("/v1/libraries", response_model=LibraryList)
+@router.get("/v1/libraries", response_model=LibraryList, responses=errors(401, 403, 422))
 def list_libraries(
     principal: Reader,
     session: SessionDep,
@@ -110,7 +117,7 @@ def list_libraries(
     return LibraryList(data=[library_out(lib, counts[lib.id], settings) for lib in libraries], has_more=more)
 
 
-@router.get("/v1/libraries/by-name/{name:path}", response_model=LibraryOut)
+@router.get("/v1/libraries/by-name/{name:path}", response_model=LibraryOut, responses=errors(401, 403, 404, 422))
 def get_library_by_name(name: str, principal: Reader, session: SessionDep, settings: SettingsDep) -> LibraryOut:
     """The library with exactly this name (404 when there is none)."""
     library = repository.find_library_by_name(session, principal.workspace_id, name)
@@ -119,13 +126,13 @@ def get_library_by_name(name: str, principal: Reader, session: SessionDep, setti
     return library_out(library, library_cases.counts_of(session, [library])[library.id], settings)
 
 
-@router.get("/v1/libraries/{library_id}", response_model=LibraryOut)
+@router.get("/v1/libraries/{library_id}", response_model=LibraryOut, responses=errors(401, 403, 404, 422))
 def get_library(library_id: str, principal: Reader, session: SessionDep, settings: SettingsDep) -> LibraryOut:
     library = repository.get_library(session, principal.workspace_id, library_id)
     return library_out(library, library_cases.counts_of(session, [library])[library.id], settings)
 
 
-@router.patch("/v1/libraries/{library_id}", response_model=LibraryOut)
+@router.patch("/v1/libraries/{library_id}", response_model=LibraryOut, responses=rate_limited(200, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})))
 def update_library(
     library_id: str, body: LibraryUpdate, principal: Writer, session: SessionDep, settings: SettingsDep
 ) -> LibraryOut:
@@ -134,7 +141,11 @@ def update_library(
     return library_out(library, library_cases.counts_of(session, [library])[library.id], settings)
 
 
-@router.delete("/v1/libraries/{library_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/v1/libraries/{library_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=rate_limited(204, errors(401, 403, 404, 409, 422, 429, 503)),
+)
 def delete_library(library_id: str, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> Response:
     library = repository.get_library(session, principal.workspace_id, library_id)
     library_cases.refuse_writes_while_reindexing(session, library)
@@ -146,7 +157,12 @@ def delete_library(library_id: str, principal: Writer, session: SessionDep, stor
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/v1/libraries/{library_id}/reindex", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post(
+    "/v1/libraries/{library_id}/reindex",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=rate_limited(202, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})),
+)
 def reindex_library(
     library_id: str, principal: Writer, session: SessionDep, settings: SettingsDep, starter: StarterDep,
     body: ReindexRequest | None = None,
@@ -161,7 +177,12 @@ def reindex_library(
     return jobs_out(session, [job])[0]
 
 
-@router.post("/v1/libraries/{library_id}/prune", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post(
+    "/v1/libraries/{library_id}/prune",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=rate_limited(202, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})),
+)
 def prune_library(
     library_id: str, body: PruneRequest, principal: Writer, session: SessionDep, starter: StarterDep
 ) -> JobOut:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 from api.auth import Reader, Writer
 from api.deps import ChunkStoreDep, SessionDep, StarterDep
 from api.routers.jobs import jobs_out
-from api.schemas import ChunkOut, ChunkPage, JobOut, Progress, SourceOut, SourcePage, SourceUpdate
+from api.schemas import ChunkOut, ChunkPage, JobOut, Progress, SourceOut, SourcePage, SourceUpdate, errors, rate_limited
 from gristmill.errors import Conflict, InvalidRequest
 from gristmill.usecases import sources as source_cases
 from gristmill.usecases.libraries import refuse_writes_while_reindexing
@@ -19,7 +19,9 @@ from storage.tables import Source, SourceStatus
 router = APIRouter(tags=["sources"])
 
 Include = Annotated[Literal["content"] | None, Query(description="`content`: add each source's extracted text.")]
-ChunkOffset = Annotated[int, Query(ge=0)]
+# Far past the chunks of any source the size limits admit; beyond it LanceDB's offset overflows.
+MAX_CHUNK_OFFSET = 1_000_000
+ChunkOffset = Annotated[int, Query(ge=0, le=MAX_CHUNK_OFFSET)]
 ChunkLimit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -62,12 +64,16 @@ def chunk_out(chunk: ChunkView) -> ChunkOut:
                     metadata=chunk.metadata)
 
 
-@router.get("/v1/sources/{source_id}", response_model=SourceOut)
+@router.get("/v1/sources/{source_id}", response_model=SourceOut, responses=errors(401, 403, 404, 422))
 def get_source(source_id: str, principal: Reader, session: SessionDep, include: Include = None) -> SourceOut:
     return source_out(repository.get_source(session, principal.workspace_id, source_id), include_content=include == "content")
 
 
-@router.patch("/v1/sources/{source_id}", response_model=SourceOut)
+@router.patch(
+    "/v1/sources/{source_id}",
+    response_model=SourceOut,
+    responses=rate_limited(200, errors(401, 403, 404, 409, 422, 429, 503)),
+)
 def update_source(source_id: str, body: SourceUpdate, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> SourceOut:
     """Change a source's title, metadata (merged; null removes a key), user_id, agent_id, role or
     categories; its chunks are re-tagged in one commit, not re-embedded."""
@@ -81,7 +87,7 @@ def update_source(source_id: str, body: SourceUpdate, principal: Writer, session
     "/v1/sources/{source_id}/original",
     response_class=Response,
     responses={200: {"description": "The bytes as submitted (or as fetched, for a URL), with their content type.",
-                     "content": {"application/octet-stream": {}}}},
+                     "content": {"application/octet-stream": {}}}, **errors(401, 403, 404, 422)},
 )
 def download_original(source_id: str, principal: Reader, session: SessionDep) -> Response:
     original = source_cases.original_of(repository.get_source(session, principal.workspace_id, source_id))
@@ -91,7 +97,7 @@ def download_original(source_id: str, principal: Reader, session: SessionDep) ->
     return Response(content=original.data, media_type=original.content_type, headers=headers)
 
 
-@router.get("/v1/libraries/{library_id}/sources", response_model=SourcePage)
+@router.get("/v1/libraries/{library_id}/sources", response_model=SourcePage, responses=errors(401, 403, 404, 422))
 def list_sources(
     library_id: str,
     principal: Reader,
@@ -118,7 +124,11 @@ def list_sources(
     )
 
 
-@router.delete("/v1/libraries/{library_id}/sources", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/v1/libraries/{library_id}/sources",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=rate_limited(204, errors(401, 403, 404, 409, 422, 429, 503)),
+)
 def delete_sources_by_external_id(
     library_id: str,
     principal: Writer,
@@ -131,7 +141,11 @@ def delete_sources_by_external_id(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/v1/sources/{source_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/v1/sources/{source_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=rate_limited(204, errors(401, 403, 404, 409, 422, 429, 503, descriptions={409: "The source is still being processed."})),
+)
 def delete_source(source_id: str, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> Response:
     source = repository.get_source(session, principal.workspace_id, source_id)
     library = repository.get_library(session, principal.workspace_id, source.library_id)
@@ -139,7 +153,7 @@ def delete_source(source_id: str, principal: Writer, session: SessionDep, store:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/v1/sources/{source_id}/chunks", response_model=ChunkPage)
+@router.get("/v1/sources/{source_id}/chunks", response_model=ChunkPage, responses=errors(401, 403, 404, 422))
 def list_source_chunks(
     source_id: str,
     principal: Reader,
@@ -154,7 +168,7 @@ def list_source_chunks(
     return ChunkPage(data=[chunk_out(c) for c in chunks], total=store.count(table, source.id))
 
 
-@router.get("/v1/libraries/{library_id}/chunks", response_model=ChunkPage)
+@router.get("/v1/libraries/{library_id}/chunks", response_model=ChunkPage, responses=errors(401, 403, 404, 422))
 def list_library_chunks(
     library_id: str,
     principal: Reader,
@@ -169,7 +183,12 @@ def list_library_chunks(
     return ChunkPage(data=[chunk_out(c) for c in chunks], total=store.count(table))
 
 
-@router.post("/v1/sources/{source_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post(
+    "/v1/sources/{source_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=rate_limited(202, errors(401, 403, 404, 409, 422, 429, 503, descriptions={409: "Only failed sources can be retried."})),
+)
 def retry_source(source_id: str, principal: Writer, session: SessionDep, starter: StarterDep) -> JobOut:
     """Run a failed source again in a new job (its bytes were kept for this)."""
     source = repository.get_source(session, principal.workspace_id, source_id)

@@ -67,7 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--workspace", default="default")
     create.add_argument("--scopes", default="ingest.read,ingest.write", help="comma-separated: ingest.read, ingest.write, admin")
     create.add_argument("--name")
+    create.add_argument("--expires-in-days", type=float, help="the key stops working after this many days")
     create.set_defaults(handler=_create_key)
+    listing = key_commands.add_parser("list", help="list keys: prefix, workspace, scopes, created, last used, state")
+    listing.add_argument("--workspace", help="only this workspace's keys")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list_keys)
+    revoke = key_commands.add_parser("revoke", help="revoke a key: it answers 401 from the next request on")
+    revoke.add_argument("key", help="the key's id, or its prefix as `keys list` shows it")
+    revoke.set_defaults(handler=_revoke_key)
 
     embeddings = commands.add_parser("embeddings-server", help="run the local embeddings server")
     embeddings.add_argument("--host")
@@ -89,6 +97,11 @@ def _backend():
         from gristmill.cli.remote import RemoteBackend
 
         return RemoteBackend(settings)
+    from gristmill.environment import prefect_credentials
+
+    # Prefect's temporary server for this command requires the home's credentials, as `serve`'s does;
+    # set before the standalone backend imports Prefect, which reads them once.
+    os.environ.update(prefect_credentials(settings))
     from gristmill.cli.standalone import StandaloneBackend
 
     if settings.fetch_allowed_networks is None:
@@ -102,9 +115,12 @@ def _backend():
 def _ingest(args: argparse.Namespace) -> int:
     from gristmill.cli import printer
     from gristmill.cli.inputs import collect_specs
-    from gristmill.metadata import metadata_from_json
+    from gristmill.metadata import check_plain_text, metadata_from_json
 
     metadata = metadata_from_json(args.metadata, "--metadata")
+    for flag, value in (("--library", args.library), ("--title", args.title), ("--external-id", args.external_id)):
+        if value is not None:
+            check_plain_text(value, flag)
     if (args.external_id or args.title) and len(args.inputs) != 1:
         raise InvalidRequest("--external-id and --title apply to a single input", code="single_input_only")
     specs, skipped = collect_specs(args.inputs, external_id=args.external_id, title=args.title, metadata=metadata)
@@ -145,18 +161,70 @@ def _serve(_args: argparse.Namespace) -> int:
     return serve()
 
 
-def _create_key(args: argparse.Namespace) -> int:
+# `gristmill keys` works on this machine's database (GRISTMILL_HOME or GRISTMILL_DATABASE_URL): the
+# operator's tool. Elsewhere an admin key manages keys through the REST API (/v1/keys).
+
+
+def _key_database():
+    from gristmill.home import make_private
     from gristmill.settings import get_settings
     from storage.db import migrate, session_scope
-    from storage.keys import create_key
 
     settings = get_settings()
+    make_private(settings.home)
     migrate(settings.resolved_database_url)
+    return session_scope(settings.resolved_database_url)
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from gristmill.metadata import check_plain_text
+    from storage.keys import create_key
+    from storage.repository import ensure_workspace
+    from storage.tables import utcnow
+
+    check_plain_text(args.workspace, "--workspace")
+    if args.name:
+        check_plain_text(args.name, "--name")
+    if args.expires_in_days is not None and args.expires_in_days <= 0:
+        raise InvalidRequest("--expires-in-days must be more than 0", code="invalid_expiry")
+    expires_at = utcnow() + timedelta(days=args.expires_in_days) if args.expires_in_days else None
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    with session_scope(settings.resolved_database_url) as session:
-        plain, record = create_key(session, args.workspace, scopes, name=args.name)
+    with _key_database() as session:
+        plain, record = create_key(session, ensure_workspace(session, args.workspace), scopes, name=args.name, expires_at=expires_at)
     print(plain)
-    print(f"workspace {args.workspace}, scopes {', '.join(record.scopes)}; store it now: it is not shown again", file=sys.stderr)
+    until = f", expires {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else ""
+    print(f"workspace {args.workspace}, scopes {', '.join(record.scopes)}{until}; store it now: it is not shown again", file=sys.stderr)
+    return 0
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    from gristmill.cli import printer
+    from storage.keys import list_keys
+    from storage.repository import find_workspace_by_name
+    from storage.tables import utcnow
+
+    with _key_database() as session:
+        workspace = find_workspace_by_name(session, args.workspace) if args.workspace else None
+        if args.workspace and workspace is None:
+            raise InvalidRequest(f"no workspace named {args.workspace!r}", code="workspace_not_found")
+        listings = list_keys(session, workspace.id if workspace else None)
+    now = utcnow()
+    rows = [printer.KeyRow.of(listing.key, listing.workspace_name, now) for listing in listings]
+    if args.json:
+        print(json.dumps({"keys": [asdict(row) for row in rows]}, indent=2, default=str))
+    else:
+        printer.print_keys(rows)
+    return 0
+
+
+def _revoke_key(args: argparse.Namespace) -> int:
+    from storage.keys import find_key_by_id_or_prefix, revoke_key
+
+    with _key_database() as session:
+        record = revoke_key(session, find_key_by_id_or_prefix(session, args.key))
+    print(f"revoked key {record.prefix}... ({record.id}); it answers 401 from now on", file=sys.stderr)
     return 0
 
 

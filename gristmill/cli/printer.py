@@ -1,5 +1,9 @@
 """How the CLI shows its answers: tables on stdout, progress on stderr, the same for both backends."""
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -8,6 +12,44 @@ from gristmill.cli.backend import IngestSummary, LibraryLine
 from gristmill.usecases.shapes import SearchResult
 
 progress_console = Console(stderr=True)
+
+
+@dataclass
+class KeyRow:
+    """A key as `gristmill keys list` shows it."""
+
+    id: str
+    prefix: str
+    name: str | None
+    workspace: str
+    scopes: list[str]
+    state: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, key: Any, workspace: str, now: datetime) -> "KeyRow":  # a storage ApiKey (standalone only)
+        return cls(
+            id=key.id, prefix=key.prefix, name=key.name, workspace=workspace, scopes=key.scopes, state=key.state(now).value,
+            created_at=key.created_at, last_used_at=key.last_used_at, expires_at=key.expires_at,
+        )
+
+
+def print_keys(rows: list[KeyRow]) -> None:
+    table = Table()
+    for column in ("prefix", "workspace", "scopes", "name", "state", "created", "last used", "expires", "id"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.prefix + "...", row.workspace, ",".join(row.scopes), row.name or "", row.state,
+            _minute(row.created_at), _minute(row.last_used_at), _minute(row.expires_at), row.id,
+        )
+    Console().print(table)
+
+
+def _minute(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
 
 
 def progress_bars(*, enabled: bool = True) -> Progress:

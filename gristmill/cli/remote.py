@@ -17,6 +17,9 @@ from gristmill.usecases.shapes import SearchResult, SourceSpec
 
 FINAL_JOB_STATUSES = {"completed", "partial", "failed"}
 FILES_PER_REQUEST = 20
+MULTIPART_MARGIN = 1024 * 1024  # part headers and boundaries, well over what 20 parts take
+RATE_LIMIT_RETRIES = 10
+MAX_RETRY_AFTER_SECONDS = 60.0
 Numbered = list[tuple[int, SourceSpec]]  # inputs with their position on the command line
 
 
@@ -25,6 +28,7 @@ class RemoteBackend:
         assert settings.url
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self.client = httpx.Client(base_url=settings.url.rstrip("/"), headers=headers, timeout=120, verify=tls_context())
+        self.max_upload_bytes = settings.max_upload_request_bytes - MULTIPART_MARGIN
 
     def ingest(self, library: str, specs: list[SourceSpec], *, show_progress: bool) -> IngestSummary:
         library_id = self._library_id(library, create=True)
@@ -35,8 +39,8 @@ class RemoteBackend:
         if urls:
             items = [{"url": s.uri, "title": s.title, "external_id": s.external_id, "metadata": s.metadata} for _, s in urls]
             job_ids.append(self._submit(f"/v1/libraries/{library_id}/ingest", urls, errors, json={"items": items}))
-        for start in range(0, len(files), FILES_PER_REQUEST):
-            job_ids.append(self._upload(library_id, files[start : start + FILES_PER_REQUEST], errors))
+        for group in _upload_groups(files, self.max_upload_bytes):
+            job_ids.append(self._upload(library_id, group, errors))
         jobs = self._wait([j for j in job_ids if j], show_progress)
         return self._summary(jobs, errors)
 
@@ -68,10 +72,15 @@ class RemoteBackend:
             after = page["data"][-1]["id"]
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            answer = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise ServiceUnavailable(f"cannot reach Gristmill at {self.client.base_url}: {error}") from None
+        for waited in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                answer = self.client.request(method, path, **kwargs)
+            except httpx.HTTPError as error:
+                raise ServiceUnavailable(f"cannot reach Gristmill at {self.client.base_url}: {error}") from None
+            if answer.status_code != 429 or waited == RATE_LIMIT_RETRIES:
+                break
+            # The key's rate limit: wait as long as the service says, then send the same request again.
+            time.sleep(min(float(answer.headers.get("Retry-After", "1")), MAX_RETRY_AFTER_SECONDS))
         if answer.status_code >= 400:
             raise _error_from(answer)
         return answer.json() if answer.content else None
@@ -161,3 +170,19 @@ def _error_from(answer: httpx.Response) -> GristmillError:
     except (ValueError, KeyError, TypeError):
         message, code = answer.text[:300], f"http_{answer.status_code}"
     return GristmillError(f"{message} (HTTP {answer.status_code})", code=code)
+
+
+def _upload_groups(files: Numbered, max_bytes: int) -> list[Numbered]:
+    """Files in upload requests of at most FILES_PER_REQUEST files and `max_bytes` together (the
+    service cuts a larger request off); a file alone over it still goes, to be refused by name."""
+    groups: list[Numbered] = []
+    size = 0
+    for index, spec in files:
+        path = Path(spec.uri or "")
+        length = path.stat().st_size if path.is_file() else 0
+        if not groups or len(groups[-1]) >= FILES_PER_REQUEST or size + length > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((index, spec))
+        size += length
+    return groups

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from gristmill.cli.backend import IngestSummary, ItemError, LibraryLine, SourceLine
 from gristmill.errors import NotFound
+from gristmill.home import make_private
 from gristmill.settings import Settings
 from gristmill.usecases import libraries as library_cases
 from gristmill.usecases.shapes import SearchResult, SourceSpec
@@ -28,6 +29,7 @@ class StandaloneBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        make_private(settings.home)
         migrate(settings.resolved_database_url)
 
     def ingest(self, library: str, specs: list[SourceSpec], *, show_progress: bool) -> IngestSummary:

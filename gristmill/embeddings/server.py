@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 
 from gristmill.embedding_models import DEFAULT_MODEL, packaged_model_dir
+from gristmill.embeddings.auth import require_key
 from gristmill.embeddings.precision import Precision, choose_precision
 from gristmill.environment import prepare_process
 from gristmill.errors import InvalidRequest
@@ -236,7 +237,7 @@ Inference = Annotated[InferenceQueue, Depends(_queue)]
 def embeddings_router() -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/embeddings", response_model=EmbeddingsResponse)
+    @router.post("/v1/embeddings", response_model=EmbeddingsResponse, dependencies=[Depends(require_key)])
     async def create_embeddings(body: EmbeddingsRequest, inference: Inference) -> dict:
         texts = [body.input] if isinstance(body.input, str) else body.input
         _check_input(texts, body, inference.encoder)
@@ -252,7 +253,7 @@ def embeddings_router() -> APIRouter:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
-    @router.get("/v1/models", response_model=ModelList)
+    @router.get("/v1/models", response_model=ModelList, dependencies=[Depends(require_key)])
     async def list_models(inference: Inference) -> ModelList:
         return ModelList(data=[ModelCard(id=inference.encoder.name)])
 
@@ -294,8 +295,9 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 # --- apps -------------------------------------------------------------------------------------
 
 
-def build_app(load_encoder: Callable[[], Encoder], *, coalesce: bool = True) -> FastAPI:
-    """An embeddings app around whatever `load_encoder` returns, loaded once at start-up."""
+def build_app(load_encoder: Callable[[], Encoder], *, coalesce: bool = True, api_key: str | None = None) -> FastAPI:
+    """An embeddings app around whatever `load_encoder` returns, loaded once at start-up; with
+    `api_key`, its /v1 routes answer only requests that bear it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -308,14 +310,15 @@ def build_app(load_encoder: Callable[[], Encoder], *, coalesce: bool = True) -> 
             await app.state.inference.stop()
 
     app = FastAPI(title="Gristmill embeddings", version="0.1.0", lifespan=lifespan)
+    app.state.api_key = api_key
     app.include_router(embeddings_router())
     install_error_handlers(app)
     return app
 
 
-def create_app(model_dir: Path | None = None, *, coalesce: bool = True) -> FastAPI:
+def create_app(model_dir: Path | None = None, *, coalesce: bool = True, api_key: str | None = None) -> FastAPI:
     """The real server: the packaged all-MiniLM-L6-v2 unless `model_dir` names another model folder,
-    in the precision GRISTMILL_EMBEDDINGS_PRECISION asks for."""
+    in the precision GRISTMILL_EMBEDDINGS_PRECISION asks for; with `api_key`, requests must bear it."""
     settings = get_settings()
     # The model's own name, whichever model the service defaults to (GRISTMILL_EMBEDDING_MODEL).
     name = model_dir.name if model_dir else DEFAULT_MODEL
@@ -325,7 +328,7 @@ def create_app(model_dir: Path | None = None, *, coalesce: bool = True) -> FastA
         log.info("embedding in %s: %s", choice.precision, choice.reason)
         return SentenceTransformerEncoder(model_dir or packaged_model_dir(), name, choice.precision)
 
-    return build_app(load, coalesce=coalesce)
+    return build_app(load, coalesce=coalesce, api_key=api_key)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -340,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
 
     # Access logs off: the pipeline calls this thousands of times per ingest.
-    config = uvicorn.Config(create_app(args.model_dir), host=args.host, port=args.port, access_log=False)
+    app = create_app(args.model_dir, api_key=settings.resolved_embeddings_api_key)
+    config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False)
     # If the model cannot load or the port is taken, uvicorn logs why and exits non-zero.
     _AnnouncingServer(config).run()
 

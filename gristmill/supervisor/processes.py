@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from gristmill.errors import ServiceUnavailable
+from gristmill.home import embeddings_key
 from gristmill.probes import is_reachable, port_in_use
 from gristmill.settings import Settings
 
@@ -102,7 +103,11 @@ def embeddings_available(settings: Settings) -> Iterator[None]:
     if parsed.hostname not in LOOPBACK_HOSTS or parsed.port is None:
         raise ServiceUnavailable(f"the embeddings endpoint {settings.embeddings_url} is not reachable")
     (settings.home / "logs").mkdir(parents=True, exist_ok=True)
-    child = embeddings_server_process(settings, parsed.hostname, parsed.port).start()
+    child = embeddings_server_process(settings, parsed.hostname, parsed.port)
+    # Nothing local is open, for the length of one command either: this process sends the key it reads
+    # from the home (Settings.resolved_embeddings_api_key).
+    child.env = {"GRISTMILL_EMBEDDINGS_API_KEY": settings.embeddings_api_key or embeddings_key(settings.home)}
+    child.start()
     try:
         child.wait_ready(timeout=180)
         yield

@@ -7,9 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from gristmill.environment import child_environment
+from gristmill.environment import child_environment, uses_own_prefect
 from gristmill.errors import ServiceUnavailable
-from gristmill.probes import answers_ok, is_reachable
+from gristmill.home import PREFECT_AUTH_FILE, embeddings_key, make_private
+from gristmill.probes import answers_ok, basic_auth, is_reachable
 from gristmill.settings import Settings, get_settings
 from gristmill.supervisor.processes import ChildProcess, embeddings_server_process
 
@@ -18,11 +19,12 @@ def ensure_admin_key(settings: Settings) -> str | None:
     """On first start, an admin key: printed once and written to $GRISTMILL_HOME/admin.key (0600)."""
     from storage.db import session_scope
     from storage.keys import any_key_exists, create_key
+    from storage.repository import ensure_workspace
 
     with session_scope(settings.resolved_database_url) as session:
         if any_key_exists(session):
             return None
-        plain, _ = create_key(session, "default", ["admin", "ingest.read", "ingest.write"], name="admin")
+        plain, _ = create_key(session, ensure_workspace(session), ["admin", "ingest.read", "ingest.write"], name="admin")
     path = settings.home / "admin.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -33,9 +35,14 @@ def ensure_admin_key(settings: Settings) -> str | None:
 
 def build_children(settings: Settings) -> list[ChildProcess]:
     env = child_environment(settings)
+    start_embeddings = not is_reachable(settings.embeddings_url.rstrip("/") + "/models")
+    if start_embeddings:
+        # The server we start requires a bearer key; every child sends it.
+        env["GRISTMILL_EMBEDDINGS_API_KEY"] = settings.embeddings_api_key or embeddings_key(settings.home)
     logs = settings.home / "logs"
     children: list[ChildProcess] = []
     prefect_api = env["PREFECT_API_URL"]
+    prefect_auth = basic_auth(env["PREFECT_API_AUTH_STRING"]) if env.get("PREFECT_API_AUTH_STRING") else None
     if "PREFECT_API_URL" not in os.environ:
         children.append(
             ChildProcess(
@@ -47,7 +54,7 @@ def build_children(settings: Settings) -> list[ChildProcess]:
                 listens_on=("127.0.0.1", settings.prefect_port, "GRISTMILL_PREFECT_PORT"),
             )
         )
-    if not is_reachable(settings.embeddings_url.rstrip("/") + "/models"):
+    if start_embeddings:
         embeddings = embeddings_server_process(settings, settings.embeddings_host, settings.embeddings_port)
         embeddings.env = env
         children.append(embeddings)
@@ -59,7 +66,7 @@ def build_children(settings: Settings) -> list[ChildProcess]:
             log_path=logs / "runner.log",
             env=env,
             # Ready once the ingest deployment is registered, so the first ingest request can trigger it.
-            ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest"),
+            ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest", headers=prefect_auth),
         )
     )
     children.append(
@@ -100,7 +107,7 @@ def _prepare_home_in_child() -> str | None:
 
 def serve() -> int:
     settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_private(settings.home)
     (settings.home / "logs").mkdir(exist_ok=True)
     try:
         children = build_children(settings)
@@ -148,6 +155,8 @@ def _print_addresses(settings: Settings, prefect_api: str, admin_key: str | None
     print(f"Gristmill is running (data in {Path(settings.home).resolve()})")
     print(f"  REST API       {api}   (OpenAPI docs: {api}/docs)")
     print(f"  Prefect UI     {prefect_api.removesuffix('/api')}")
+    if uses_own_prefect():
+        print(f"                 (log in with the contents of {settings.home / PREFECT_AUTH_FILE})")
     print(f"  embeddings     {settings.embeddings_url}")
     if admin_key:
         print(f"  admin API key  {admin_key}   (shown once; also in {settings.home / 'admin.key'})")
