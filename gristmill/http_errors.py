@@ -3,6 +3,7 @@ with: {"error": {type, code, message, details}}.
 """
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,8 @@ def install_error_handlers(app: FastAPI, *, field_hints: dict[str, str] | None =
 _PARTS = {"body": "", "query": "query parameter ", "path": "path parameter ", "header": "header ", "cookie": "cookie "}
 # pydantic puts the tag of a tagged union's branch in the path; ours start with it (api/schemas.py).
 UNION_TAG_PREFIX = "@"
+# pydantic names a custom validator's step in the path too (`url.function-wrap[wrap_val()]`); a person doesn't.
+_VALIDATOR_STEP = re.compile(r"^function-(wrap|after|before|plain)\[.*\]$")
 
 
 def field_path(loc: Sequence[str | int]) -> str:
@@ -76,6 +79,8 @@ def field_path(loc: Sequence[str | int]) -> str:
         parts = parts[1:]
     path = ""
     for part in parts:
+        if isinstance(part, str) and _VALIDATOR_STEP.match(part):
+            continue
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return f"{prefix}{path}" if path else (prefix.strip() or "body")
 

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     embeddings_precision: EmbeddingsPrecision = Field(
         "auto",
         description="Number format the embeddings server runs the model in; `auto` is bfloat16 where the CPU has "
-        "bfloat16 instructions (`avx512_bf16`, AMX, Arm `bf16`: 2.5x float32's speed, cosine >= 0.9999 to it), else float32.",
+        "bfloat16 instructions (`avx512_bf16`, AMX, Arm `bf16`: up to 2.5x float32's speed, cosine >= 0.9999 to it), else float32.",
     )
     embeddings_timeout_seconds: float = Field(120.0, description="Read timeout for one embeddings request.")
     tokenizer_path: Path | None = Field(

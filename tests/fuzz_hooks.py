@@ -8,12 +8,32 @@ call, so every phase's cases pass through them, shrunk ones included.
 """
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import schemathesis
+from hypothesis.internal import lambda_sources
 
 LOOPBACK_URL = os.environ.get("GRISTMILL_FUZZ_LOOPBACK_URL", "http://127.0.0.1:9/fuzz")
 OWN_KEY_ID = os.environ.get("GRISTMILL_FUZZ_KEY_ID")
+
+
+def _tolerant(describe: Callable[[Callable[..., Any]], str]) -> Callable[[Callable[..., Any]], str]:
+    """CPython 3.11.7's `ast.parse` can raise SystemError ("AST constructor recursion depth mismatch",
+    python/cpython#106905, fixed in 3.11.8) deep in a stack. Hypothesis parses a lambda's source only
+    to name it in a strategy's repr, and that error ended a fuzz run as a tool error; a plainer name
+    is all this costs."""
+
+    def described(f: Callable[..., Any]) -> str:
+        try:
+            return describe(f)
+        except SystemError:
+            return "lambda"
+
+    return described
+
+
+lambda_sources.lambda_description = _tolerant(lambda_sources.lambda_description)
 
 
 def on_loopback(value: Any) -> Any:

@@ -21,3 +21,8 @@ def test_messages_say_what_is_wrong_and_what_a_field_is_called_here() -> None:
     assert readable_message({"type": "missing", "loc": ("body", "query"), "msg": "Field required"}, hints) == "required"
     value_error = {"type": "value_error", "loc": ("body",), "msg": "Value error, give exactly one of 'content' or 'url'"}
     assert readable_message(value_error, hints) == "give exactly one of 'content' or 'url'"
+
+
+def test_field_paths_leave_out_pydantic_validator_steps() -> None:
+    assert field_path(("body", "items", 1, "url", "function-wrap[wrap_val()]")) == "items[1].url"
+    assert field_path(("body", "url", "function-after[check()]", "x")) == "url.x"

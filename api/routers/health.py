@@ -2,7 +2,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep
-from api.schemas import Health, HealthDown
+from api.schemas import Health, HealthDown, errors
 from gristmill.probes import is_reachable
 from gristmill.usecases.orchestration import prefect_ui_url
 from storage.db import database_answers
@@ -13,7 +13,7 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/healthz",
     response_model=Health,
-    responses={503: {"model": HealthDown, "description": "Something the service needs does not answer."}},
+    responses={**errors(422), 503: {"model": HealthDown, "description": "Something the service needs does not answer."}},
 )
 def healthz(settings: SettingsDep) -> JSONResponse:
     """200 when the API, the database, Prefect and the embeddings endpoint answer; 503 naming what does not."""

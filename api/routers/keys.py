@@ -32,7 +32,7 @@ def _listing_out(listing: KeyListing) -> KeyOut:
     return key_out(listing.key, listing.workspace_name)
 
 
-@router.get("", response_model=KeyList, responses=errors(401, 403))
+@router.get("", response_model=KeyList, responses=errors(401, 403, 422))
 def list_all_keys(principal: AdminReader, session: SessionDep) -> KeyList:
     """Every key of every workspace, revoked and expired ones included, oldest first."""
     return KeyList(data=[_listing_out(listing) for listing in list_keys(session)])

@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -30,6 +30,11 @@ from storage.blobs import remove_blob
 from storage.tables import JobKind, Library
 
 router = APIRouter(tags=["libraries"])
+
+
+def _writes(conflict: str) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a write to libraries, with what its 409 means."""
+    return errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: conflict})
 
 
 def library_out(library: Library, counts: LibraryCounts, settings: Settings) -> LibraryOut:
@@ -76,14 +81,14 @@ def list_embedding_models(_principal: Reader, settings: SettingsDep) -> Embeddin
     "/v1/libraries",
     status_code=status.HTTP_201_CREATED,
     response_model=LibraryOut,
-    responses=rate_limited(201, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})),
+    responses=rate_limited(201, _writes("A library of this name exists.")),
 )
 def create_library(body: LibraryCreate, principal: Writer, session: SessionDep, settings: SettingsDep) -> LibraryOut:
     library = library_cases.create_library(session, settings, principal.workspace_id, body.name, _fields(body))
     return library_out(library, LibraryCounts(sources=0, chunks=0), settings)
 
 
-@router.post("/v1/libraries/bulk", response_model=LibraryBulkResult, responses=rate_limited(200, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})))
+@router.post("/v1/libraries/bulk", response_model=LibraryBulkResult, responses=rate_limited(200, _writes("A library of this name exists, or the library is being re-indexed.")))
 def upsert_libraries(body: LibraryBulk, principal: Writer, session: SessionDep, settings: SettingsDep) -> LibraryBulkResult:
     """Create or update libraries by name, all in one transaction (all or none). An existing library
     takes the fields an entry gives and keeps the others; its embedding model changes only by a reindex."""
@@ -132,7 +137,7 @@ def get_library(library_id: str, principal: Reader, session: SessionDep, setting
     return library_out(library, library_cases.counts_of(session, [library])[library.id], settings)
 
 
-@router.patch("/v1/libraries/{library_id}", response_model=LibraryOut, responses=rate_limited(200, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})))
+@router.patch("/v1/libraries/{library_id}", response_model=LibraryOut, responses=rate_limited(200, _writes("A library of this name exists, or the library is being re-indexed.")))
 def update_library(
     library_id: str, body: LibraryUpdate, principal: Writer, session: SessionDep, settings: SettingsDep
 ) -> LibraryOut:
@@ -161,7 +166,7 @@ def delete_library(library_id: str, principal: Writer, session: SessionDep, stor
     "/v1/libraries/{library_id}/reindex",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    responses=rate_limited(202, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})),
+    responses=rate_limited(202, _writes("The library is being re-indexed.")),
 )
 def reindex_library(
     library_id: str, principal: Writer, session: SessionDep, settings: SettingsDep, starter: StarterDep,
@@ -181,7 +186,7 @@ def reindex_library(
     "/v1/libraries/{library_id}/prune",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    responses=rate_limited(202, errors(400, 401, 403, 404, 409, 413, 422, 429, 503, descriptions={409: "A library of this name exists, or the library is being re-indexed."})),
+    responses=rate_limited(202, _writes("The library is being re-indexed.")),
 )
 def prune_library(
     library_id: str, body: PruneRequest, principal: Writer, session: SessionDep, starter: StarterDep

@@ -72,7 +72,7 @@ def get_source(source_id: str, principal: Reader, session: SessionDep, include: 
 @router.patch(
     "/v1/sources/{source_id}",
     response_model=SourceOut,
-    responses=rate_limited(200, errors(401, 403, 404, 409, 422, 429, 503)),
+    responses=rate_limited(200, errors(400, 401, 403, 404, 409, 413, 422, 429, 503)),
 )
 def update_source(source_id: str, body: SourceUpdate, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> SourceOut:
     """Change a source's title, metadata (merged; null removes a key), user_id, agent_id, role or
@@ -87,7 +87,7 @@ def update_source(source_id: str, body: SourceUpdate, principal: Writer, session
     "/v1/sources/{source_id}/original",
     response_class=Response,
     responses={200: {"description": "The bytes as submitted (or as fetched, for a URL), with their content type.",
-                     "content": {"application/octet-stream": {}}}, **errors(401, 403, 404, 422)},
+                     "content": {"*/*": {}}}, **errors(401, 403, 404, 422)},
 )
 def download_original(source_id: str, principal: Reader, session: SessionDep) -> Response:
     original = source_cases.original_of(repository.get_source(session, principal.workspace_id, source_id))

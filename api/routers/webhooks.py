@@ -4,24 +4,24 @@ from fastapi import APIRouter, Query, Response, status
 
 from api.auth import Reader, Writer
 from api.deps import SessionDep, SettingsDep
-from api.schemas import DeliveryOut, DeliveryPage, ErrorEnvelope, WebhookCreate, WebhookCreated, WebhookList, WebhookOut
+from api.schemas import (
+    DeliveryOut,
+    DeliveryPage,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookList,
+    WebhookOut,
+    errors,
+    rate_limited,
+)
 from gristmill.usecases import webhooks as webhook_cases
 from storage import webhooks
 from storage.tables import DeliveryStatus, WebhookDelivery, WebhookSubscription
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-_ERRORS = {
-    400: "The URL is one Gristmill does not send to (`blocked_url`).",
-    401: "Missing or invalid API key.",
-    403: "The key lacks the scope (ingest.read to read, ingest.write to change).",
-    404: "No such webhook (or library) in this workspace.",
-    422: "Malformed body or query.",
-}
-
-
-def errors(*statuses: int) -> dict[int | str, dict]:
-    return {code: {"model": ErrorEnvelope, "description": _ERRORS[code]} for code in statuses}
+# What a 404 means here: the webhook, or the library a new subscription names.
+_NOT_FOUND = {404: "No such webhook (or library) in this workspace."}
 
 
 def webhook_out(subscription: WebhookSubscription) -> WebhookOut:
@@ -54,7 +54,10 @@ def delivery_out(delivery: WebhookDelivery, subject_id: str) -> DeliveryOut:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, responses=errors(400, 401, 403, 404, 422)
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookCreated,
+    responses=rate_limited(201, errors(400, 401, 403, 404, 413, 422, 429, 503, descriptions=_NOT_FOUND)),
 )
 def create_webhook(body: WebhookCreate, principal: Writer, session: SessionDep, settings: SettingsDep) -> WebhookCreated:
     """Subscribe a URL to `source_ingested` and/or `job_finished` of one library or the whole workspace."""
@@ -71,24 +74,30 @@ def create_webhook(body: WebhookCreate, principal: Writer, session: SessionDep, 
     return WebhookCreated(**webhook_out(subscription).model_dump(), secret=subscription.secret)
 
 
-@router.get("", response_model=WebhookList, responses=errors(401, 403))
+@router.get("", response_model=WebhookList, responses=errors(401, 403, 422))
 def list_webhooks(principal: Reader, session: SessionDep) -> WebhookList:
     return WebhookList(data=[webhook_out(s) for s in webhooks.list_subscriptions(session, principal.workspace_id)])
 
 
-@router.get("/{webhook_id}", response_model=WebhookOut, responses=errors(401, 403, 404))
+@router.get("/{webhook_id}", response_model=WebhookOut, responses=errors(401, 403, 404, 422, descriptions=_NOT_FOUND))
 def get_webhook(webhook_id: str, principal: Reader, session: SessionDep) -> WebhookOut:
     return webhook_out(webhooks.get_subscription(session, principal.workspace_id, webhook_id))
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 403, 404))
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=rate_limited(204, errors(401, 403, 404, 422, 429, 503, descriptions=_NOT_FOUND)),
+)
 def delete_webhook(webhook_id: str, principal: Writer, session: SessionDep) -> Response:
     """Stop deliveries to it; its delivery log goes with it."""
     webhooks.delete_subscription(session, webhooks.get_subscription(session, principal.workspace_id, webhook_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{webhook_id}/deliveries", response_model=DeliveryPage, responses=errors(401, 403, 404, 422))
+@router.get(
+    "/{webhook_id}/deliveries", response_model=DeliveryPage, responses=errors(401, 403, 404, 422, descriptions=_NOT_FOUND)
+)
 def list_deliveries(
     webhook_id: str,
     principal: Reader,

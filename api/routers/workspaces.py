@@ -15,7 +15,7 @@ def workspace_out(workspace: Workspace) -> WorkspaceOut:
     return WorkspaceOut(id=workspace.id, name=workspace.name, created_at=workspace.created_at)
 
 
-@router.get("", response_model=WorkspaceList, responses=errors(401, 403))
+@router.get("", response_model=WorkspaceList, responses=errors(401, 403, 422))
 def list_workspaces(principal: AdminReader, session: SessionDep) -> WorkspaceList:
     return WorkspaceList(data=[workspace_out(w) for w in repository.list_workspaces(session)])
 
