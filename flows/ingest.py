@@ -18,6 +18,7 @@ from flows.progress import SourceProgress
 from flows.state_hooks import fail_job_on_crash
 from flows.webhooks import request_deliveries
 from gristmill.errors import GristmillError, ParseError
+from gristmill.lifetime import FLOW_RUN_PROCESS_PREFIX
 from gristmill.settings import Settings, get_settings
 from storage import repository
 from storage.blobs import write_blob
@@ -186,7 +187,7 @@ def flow_run_process_name(flow_run_id: str) -> str:
     Runs forked from the runner's forkserver share its command line and environment, so the name is
     how an operator (or a test) tells which process runs which flow run.
     """
-    return "gm-" + flow_run_id.replace("-", "")[:12]
+    return FLOW_RUN_PROCESS_PREFIX + flow_run_id.replace("-", "")[:12]
 
 
 def name_own_process() -> bool:

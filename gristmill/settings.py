@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     )
     runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
+    shutdown_grace_seconds: float = Field(
+        30.0, description="On a graceful stop of `gristmill serve`, how long running flow runs get to finish."
+    )
     sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")
     sync_prune_after: int = Field(
         2,
