@@ -15,7 +15,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
 from flows.progress import SourceProgress
-from flows.state_hooks import fail_job_on_crash
+from flows.heartbeat import keep_heartbeat
+from flows.state_hooks import fail_job_on_crash, hand_back_job_on_crash
 from flows.webhooks import request_deliveries
 from gristmill.errors import GristmillError, ParseError
 from gristmill.lifetime import FLOW_RUN_PROCESS_PREFIX
@@ -130,7 +131,7 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
     name="ingest",
     task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
     on_failure=[fail_job_on_crash],
-    on_crashed=[fail_job_on_crash],
+    on_crashed=[hand_back_job_on_crash],
     on_cancellation=[fail_job_on_crash],
     log_prints=True,
 )
@@ -141,6 +142,7 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
     with session_scope(settings.resolved_database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
         source_ids = [source.id for source in repository.job_sources(session, job)]
+    keep_heartbeat(settings, job_id, str(runtime.flow_run.id))
     parses = ParsesLeft(source_ids, on_last=sandbox.stop if own_process else None)
     process_source.map(source_ids, parses=unmapped(parses), settings=unmapped(settings)).result()
     with session_scope(settings.resolved_database_url) as session:

@@ -12,3 +12,13 @@ def fail_job_on_crash(flow, flow_run, state) -> None:
     message = f"flow run {flow_run.name or flow_run.id} ended {state.type.value.lower()}: {state.message or 'no message'}"
     with session_scope(get_settings().resolved_database_url) as session:
         repository.fail_job(session, job_id, message)
+
+
+def hand_back_job_on_crash(flow, flow_run, state) -> None:
+    """A run that crashed (the process told to stop: a graceful stop of the service, an OOM's SIGTERM)
+    gives its job back: the reconciler runs it again at once, as it would once the lease ran out."""
+    job_id = (flow_run.parameters or {}).get("job_id")
+    if not job_id:
+        return
+    with session_scope(get_settings().resolved_database_url) as session:
+        repository.release_job(session, job_id, str(flow_run.id))

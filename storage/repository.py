@@ -547,14 +547,74 @@ def delete_replaced_sources(
 
 
 def start_job(session: Session, job_id: str, flow_run_id: str | None) -> IngestJob:
+    """A flow run starts working on the job: one more attempt, and its first heartbeat."""
     job = _job(session, job_id)
     job.status = JobStatus.processing
     if flow_run_id:
         job.flow_run_id = flow_run_id
-    job.updated_at = utcnow()
+    job.updated_at = job.heartbeat_at = utcnow()
+    job.attempts += 1
     session.add(job)
     session.commit()
     return job
+
+
+def renew_heartbeat(session: Session, job_id: str, flow_run_id: str) -> bool:
+    """The job's flow run is alive; False once the job is no longer its to renew (finished, or
+    taken as lost and given to another run)."""
+    renewed = session.exec(
+        update(IngestJob)
+        .where(col(IngestJob.id) == job_id, col(IngestJob.flow_run_id) == flow_run_id, col(IngestJob.status) == JobStatus.processing)
+        .values(heartbeat_at=utcnow())
+    )
+    session.commit()
+    return renewed.rowcount == 1
+
+
+def release_job(session: Session, job_id: str, flow_run_id: str) -> None:
+    """The job's flow run stops before the job is done (a graceful stop): its lease ends now, so the
+    next reconciliation runs it again without waiting for the lease to run out."""
+    session.exec(
+        update(IngestJob)
+        .where(col(IngestJob.id) == job_id, col(IngestJob.flow_run_id) == flow_run_id, col(IngestJob.status) == JobStatus.processing)
+        .values(heartbeat_at=None)
+    )
+    session.commit()
+
+
+def is_lease_expired(job: IngestJob, cutoff: datetime) -> bool:
+    """Whether a processing job's heartbeat is older than `cutoff` (or was given up)."""
+    return job.status == JobStatus.processing and (job.heartbeat_at is None or as_utc(job.heartbeat_at) < cutoff)
+
+
+def claim_lost_job(session: Session, job: IngestJob, cutoff: datetime, note: str) -> bool:
+    """Take a job whose flow run was lost back to `pending`, with `note` as its error, if no one did
+    since `job` was read: a compare-and-set on its flow run, attempts and stale heartbeat, so of
+    several reconcilers (one per API process) exactly one wins. Whether this one did.
+
+    A run lost before it started working on the job counts as an attempt here (a run that started
+    counted itself), which also gives its successor a new idempotency key."""
+    same_run = col(IngestJob.flow_run_id).is_(None) if job.flow_run_id is None else col(IngestJob.flow_run_id) == job.flow_run_id
+    claimed = session.exec(
+        update(IngestJob)
+        .where(
+            col(IngestJob.id) == job.id,
+            col(IngestJob.status).in_([JobStatus.pending, JobStatus.processing]),
+            col(IngestJob.attempts) == job.attempts,
+            same_run,
+            or_(col(IngestJob.heartbeat_at).is_(None), col(IngestJob.heartbeat_at) < cutoff),
+        )
+        .values(
+            status=JobStatus.pending,
+            flow_run_id=None,
+            heartbeat_at=None,
+            attempts=IngestJob.attempts + (0 if job.status == JobStatus.processing else 1),
+            error=note,
+            updated_at=utcnow(),
+        )
+    )
+    session.commit()
+    return claimed.rowcount == 1
 
 
 def record_flow_run(session: Session, job_id: str, flow_run_id: str, *, clear_error_starting: str) -> None:
@@ -580,10 +640,10 @@ def record_start_deferred(session: Session, job_id: str, note: str) -> None:
     session.commit()
 
 
-def jobs_waiting_for_a_run(session: Session, note_prefix: str) -> list[tuple[str, JobKind]]:
-    """Pending jobs without a flow run whose error says they wait for one: (id, kind)."""
+def jobs_waiting_for_a_run(session: Session, note_prefix: str) -> list[tuple[str, JobKind, int]]:
+    """Pending jobs without a flow run whose error says they wait for one: (id, kind, attempts so far)."""
     return [
-        (job.id, JobKind(job.kind))
+        (job.id, JobKind(job.kind), job.attempts)
         for job in unfinished_jobs(session)
         if job.status == JobStatus.pending and not job.flow_run_id and (job.error or "").startswith(note_prefix)
     ]

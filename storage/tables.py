@@ -224,6 +224,10 @@ class IngestJob(SQLModel, table=True):
     removed_count: int = 0
     chunk_count: int = 0
     flow_run_id: str | None = Field(default=None, index=True)
+    # Renewed by the running flow run (flows/heartbeat.py); a processing job whose heartbeat is older
+    # than the lease lost its process, and the reconciler runs it again (docs/job-states.md).
+    heartbeat_at: datetime | None = None
+    attempts: int = 0  # flow runs that have started working on the job
     error: str | None = None
     trigger: JobTrigger = Field(default=JobTrigger.request)
     created_at: datetime = Field(default_factory=utcnow)

@@ -1,19 +1,22 @@
 """`gristmill serve` under faults: a crashed child is restarted, a killed supervisor takes its children
-with it, and the next start works."""
+with it, and the next start works and finishes the job that was running."""
 
 import os
 import signal
 import time
 from pathlib import Path
+from uuid import UUID
 
+import httpx
 import pytest
+from prefect.client.orchestration import get_client
 
 from gristmill.probes import port_in_use
 from gristmill.supervisor.processes import descendants
 from gristmill.supervisor.restarts import MAX_QUICK_CRASHES, RestartBackoff
 from tests.conftest import free_port
 from tests.http_server import LoopbackServer
-from tests.running_service import Service, create_library, ingest, running_service, wait_for_job
+from tests.running_service import Service, create_library, ingest, running_service, search, wait_for_job
 
 
 def test_a_child_that_keeps_crashing_quickly_is_given_up_after_a_bounded_number_of_restarts() -> None:
@@ -57,14 +60,22 @@ def test_a_killed_embeddings_server_is_restarted_and_the_job_completes(
 
 
 @pytest.mark.slow
-def test_a_supervisor_killed_outright_leaves_no_child_and_the_next_start_works(
-    prefect_server: str, second_model_url: str, tmp_path: Path
+def test_a_supervisor_killed_outright_mid_replacement_leaves_no_child_and_the_next_start_finishes_the_job(
+    prefect_server: str, second_model_url: str, web: LoopbackServer, tmp_path: Path
 ) -> None:
     ports = (free_port(), free_port())
     home, out = tmp_path / "home", tmp_path / "serve.out"
-    with running_service(home, second_model_url, out, ports=ports) as service:
+    new_version = b"# Ferry\n\nBoats now leave at ten from the north pier."
+    web.serve("/ferry.md", new_version, content_type="text/markdown", delay=60)
+    lease = {"GRISTMILL_JOB_LEASE_SECONDS": "3"}
+    with running_service(home, second_model_url, out, ports=ports, extra_env=lease) as service, service.client() as client:
+        library = create_library(client, "ferries")
+        old = ingest(client, library["id"], {"content": "Ferry timetable: boats leave at nine.", "external_id": "ferry"})
+        assert wait_for_job(client, old["job_id"])["status"] == "completed"
+        new = ingest(client, library["id"], {"items": [{"url": web.url("/ferry.md"), "external_id": "ferry"}]})
+        lost_run = _wait_for_processing(client, new["job_id"])["flow_run_id"]
         children = [pid for pid, _ in descendants(service.process.pid)]
-        assert len(children) >= 3  # embeddings server, runner (and its forkserver), API
+        assert len(children) >= 4  # embeddings server, runner, its forkserver, the flow run, API
         service.process.kill()
         service.process.wait()
         deadline = time.monotonic() + 10
@@ -72,8 +83,30 @@ def test_a_supervisor_killed_outright_leaves_no_child_and_the_next_start_works(
             time.sleep(0.1)
         assert alive == []
         assert not any(port_in_use("127.0.0.1", port) for port in ports)
-    with running_service(home, second_model_url, out, ports=ports) as again, again.client() as client:
-        assert client.get("/v1/libraries").status_code == 200
+    web.serve("/ferry.md", new_version, content_type="text/markdown", delay=5)  # the re-run's fetch: still slow
+    with running_service(home, second_model_url, out, ports=ports, extra_env=lease) as again, again.client() as client:
+        assert _texts(client, library["id"]) == ["Ferry timetable: boats leave at nine."]  # the old version, whole
+        done = wait_for_job(client, new["job_id"], timeout=60)
+        assert done["status"] == "completed", done
+        assert done["flow_run_id"] != lost_run
+        [text] = _texts(client, library["id"])  # one version, one chunk: nothing doubled
+        assert text.endswith("Boats now leave at ten from the north pier."), text
+        with get_client(sync_client=True) as prefect:
+            assert prefect.read_flow_run(UUID(lost_run)).state.type.value == "CRASHED"
+
+
+def _wait_for_processing(client: httpx.Client, job_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] != "processing":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    return job
+
+
+def _texts(client: httpx.Client, library_id: str) -> list[str]:
+    """Every chunk text of the library's `ferry` source(s), as search finds them."""
+    hits = search(client, library_id, "ferry boats leave", limit=10, filter={"external_ids": ["ferry"]})
+    return [hit["text"] for hit in hits]
 
 
 def _alive(pid: int) -> bool:
