@@ -16,9 +16,9 @@ from prefect.utilities.annotations import quote, unmapped
 
 from flows.progress import SourceProgress
 from flows.heartbeat import keep_heartbeat
-from flows.state_hooks import fail_job_on_crash, hand_back_job_on_crash
+from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from flows.webhooks import request_deliveries
-from gristmill.errors import GristmillError, ParseError
+from gristmill.errors import GristmillError, ParseError, SourceCancelled
 from gristmill.lifetime import FLOW_RUN_PROCESS_PREFIX
 from gristmill.settings import Settings, get_settings
 from storage import repository
@@ -118,8 +118,13 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
             on_progress=progress.embedded,
             model=model.name,
         )
-        upsert_task(library, progress.reload(), quote(chunks), quote(vectors), settings)
+        embedded = progress.reload()
+        if embedded.status == SourceStatus.cancelled:  # the last moment at which the cancel can keep it out
+            return SourceStatus.cancelled
+        upsert_task(library, embedded, quote(chunks), quote(vectors), settings)
         return progress.stored(chunks, with_warnings=with_warnings)
+    except SourceCancelled:
+        return SourceStatus.cancelled
     except GristmillError as error:
         return progress.fail(error)
     except Exception as error:  # a bug must fail this source, not the job's others
@@ -132,7 +137,7 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
     task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
     on_failure=[fail_job_on_crash],
     on_crashed=[hand_back_job_on_crash],
-    on_cancellation=[fail_job_on_crash],
+    on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
 )
 def ingest_job(job_id: str) -> dict[str, int | str]:

@@ -6,7 +6,7 @@ from prefect import flow, runtime
 
 from flows.ingest import name_own_process
 from flows.heartbeat import keep_heartbeat
-from flows.state_hooks import fail_job_on_crash, hand_back_job_on_crash
+from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
@@ -17,7 +17,7 @@ from tasks.remove import remove_task
     name="prune-library",
     on_failure=[fail_job_on_crash],
     on_crashed=[hand_back_job_on_crash],
-    on_cancellation=[fail_job_on_crash],
+    on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
 )
 def prune_library(job_id: str) -> dict[str, int | str]:

@@ -20,7 +20,7 @@ from prefect.utilities.annotations import quote, unmapped
 
 from flows.ingest import SOURCE_CONCURRENCY, build_vector_index_if_due, name_own_process
 from flows.heartbeat import keep_heartbeat
-from flows.state_hooks import fail_job_on_crash, hand_back_job_on_crash
+from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings, get_settings
 from storage import repository
@@ -117,7 +117,7 @@ def reindex_source(source_id: str, plan: ReindexPlan, settings: Settings) -> tup
     task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
     on_failure=[fail_job_on_crash],
     on_crashed=[hand_back_job_on_crash],
-    on_cancellation=[fail_job_on_crash],
+    on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
 )
 def reindex_library(job_id: str) -> dict[str, int | str]:

@@ -22,3 +22,14 @@ def hand_back_job_on_crash(flow, flow_run, state) -> None:
         return
     with session_scope(get_settings().resolved_database_url) as session:
         repository.release_job(session, job_id, str(flow_run.id))
+
+
+def cancel_job_on_cancellation(flow, flow_run, state) -> None:
+    """A run cancelled in Prefect (by `POST /v1/jobs/{id}/cancel`, or from the Prefect UI) cancels its
+    job: what it had not stored is `cancelled`."""
+    job_id = (flow_run.parameters or {}).get("job_id")
+    if not job_id:
+        return
+    reason = f"cancelled: {state.message}" if state.message else "cancelled"
+    with session_scope(get_settings().resolved_database_url) as session:
+        repository.cancel_job(session, job_id, reason)

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from gristmill.errors import Conflict, InvalidRequest, NotFound
+from gristmill.errors import Conflict, InvalidRequest, NotFound, SourceCancelled
 from storage import webhooks
 from storage.tables import (
     FINAL_SOURCE_STATUSES,
@@ -507,9 +507,14 @@ def current_source_for_external_id(
 
 
 def update_source(session: Session, source_id: str, **fields: Any) -> Source:
+    """Change a source's fields. A cancelled source takes no other status but stored: the flow run
+    learns of the cancel here (SourceCancelled) at its next stage, while a source whose chunks
+    were committed before the cancel is stored, and says so."""
     source = session.get(Source, source_id, options=[WITHOUT_TEXT])
     if source is None:
         raise NotFound(f"source {source_id} not found", code="source_not_found")
+    if source.status == SourceStatus.cancelled and "status" in fields and fields["status"] not in STORED_SOURCE_STATUSES:
+        raise SourceCancelled(f"source {source_id} was cancelled with its job")
     for name, value in fields.items():
         setattr(source, name, value)
     source.updated_at = utcnow()
@@ -774,6 +779,41 @@ def fail_job(session: Session, job_id: str, message: str) -> IngestJob:
     return refresh_job_progress(session, job_id)
 
 
+def cancel_job(session: Session, job_id: str, reason: str) -> IngestJob:
+    """End an unfinished job as cancelled: its sources not yet stored are `cancelled` with `reason`
+    (each announced as final); a job already final stays as it is."""
+    job = _job(session, job_id)
+    if job.status.is_final:
+        return job
+    if job.kind == JobKind.ingest:
+        for source in job_sources(session, job):
+            if not source.status.is_final:
+                source.status = SourceStatus.cancelled
+                source.error, source.error_code = reason, "cancelled"
+                source.updated_at = source.processed_at = utcnow()
+                webhooks.record_source_final(session, source, job)
+                session.add(source)
+        session.commit()
+        job = refresh_job_progress(session, job_id)
+    if not job.status.is_final:  # a reindex or prune job counts steps, not sources
+        job.status, job.error = JobStatus.cancelled, reason
+        job.finished_at = job.updated_at = utcnow()
+        webhooks.record_job_finished(session, job)
+        session.add(job)
+        session.commit()
+    return job
+
+
+def source_is_settled(session: Session, source: Source, lease_cutoff: datetime) -> bool:
+    """Whether nothing works on the source any more: it is final, or its job is (finished, cancelled,
+    gone), or its job's flow run was lost (lease older than `lease_cutoff`). A caller may delete or
+    retry a settled source."""
+    if source.status.is_final:
+        return True
+    job = session.get(IngestJob, source.job_id) if source.job_id else None
+    return job is None or job.status.is_final or is_lease_expired(job, lease_cutoff)
+
+
 def unfinished_jobs(session: Session) -> list[IngestJob]:
     return list(
         session.exec(select(IngestJob).where(or_(IngestJob.status == JobStatus.pending, IngestJob.status == JobStatus.processing)))
@@ -794,12 +834,16 @@ def _count_final_sources(job: IngestJob, sources: Sequence[Source]) -> None:
     job.failed_count = statuses.count(SourceStatus.failed)
     job.duplicate_count = statuses.count(SourceStatus.duplicate)
     job.removed_count = statuses.count(SourceStatus.removed)
+    job.cancelled_count = statuses.count(SourceStatus.cancelled)
     job.progress_current = (
         job.completed_count + job.partial_count + job.failed_count + job.duplicate_count + job.removed_count
+        + job.cancelled_count
     )
 
 
 def _job_outcome(job: IngestJob) -> JobStatus:
+    if job.cancelled_count:
+        return JobStatus.cancelled
     succeeded = job.completed_count + job.duplicate_count + job.removed_count
     if job.failed_count == 0 and job.partial_count == 0:
         return JobStatus.completed
@@ -809,7 +853,7 @@ def _job_outcome(job: IngestJob) -> JobStatus:
 
 
 def reset_source(session: Session, source: Source) -> Source:
-    """Put a failed source back in the queue for a retry."""
+    """Put a failed, cancelled or stuck source back in the queue for a retry."""
     source.status = SourceStatus.pending
     source.error = source.error_code = None
     source.progress_current = source.progress_total = 0

@@ -275,7 +275,7 @@ def test_webhooks_announce_sources_and_jobs_and_a_failing_receiver_changes_nothi
             {"content": "Millstones are dressed every spring.", "title": "millstones"},
         ]}).json()
         job = wait_for_job(client, accepted["job_id"])
-        assert job["status"] == "completed" and job["counts"] == {"completed": 2, "partial": 0, "failed": 0, "duplicate": 0, "removed": 0}
+        assert job["status"] == "completed" and job["counts"] == {"completed": 2, "partial": 0, "failed": 0, "duplicate": 0, "removed": 0, "cancelled": 0}
 
         announced = _wait_for_arrivals(arrivals["/hooks/good"], 3)
         verify = readme_verify()

@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from prefect.settings import PREFECT_API_URL
 
@@ -96,6 +97,21 @@ class JobStarter:
     def _record_deferred(self, job_id: str, error: Exception) -> None:
         with session_scope(self.settings.resolved_database_url) as session:
             repository.record_start_deferred(session, job_id, f"{WAITING_FOR_PREFECT}{error}"[:1000])
+
+
+def cancel_flow_run(flow_run_id: str, message: str) -> None:
+    """Cancel a flow run in Prefect: a running one is set Cancelling, which its runner answers by
+    stopping the process (its cancellation hook then records the job's end); one not yet running is
+    Cancelled outright. A run already final is left alone."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        if run.state is None or run.state.is_final():
+            return
+        state = Cancelling(message=message) if run.state.is_running() else Cancelled(message=message)
+        client.set_flow_run_state(run.id, state, force=True)
 
 
 def prefect_ui_url() -> str | None:
