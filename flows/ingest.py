@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
 from flows.progress import SourceProgress
+from flows.run_story import final_state, job_run_name, log_source_outcome
 from flows.heartbeat import keep_heartbeat
 from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from flows.webhooks import request_deliveries
@@ -62,9 +64,11 @@ class ParsesLeft:
 @task(name="process-source", cache_policy=NO_CACHE, task_run_name="source-{source_id}")
 def process_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
     try:
-        return _ingest_source(source_id, parses, settings)
+        status = _ingest_source(source_id, parses, settings)
     finally:
         parses.finished(source_id)  # however it ended, it parses no more
+    log_source_outcome(source_id, status)
+    return status
 
 
 def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
@@ -139,9 +143,12 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
     on_crashed=[hand_back_job_on_crash],
     on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
+    flow_run_name=job_run_name,
 )
-def ingest_job(job_id: str) -> dict[str, int | str]:
-    """Ingest every source of job `job_id` and record the outcome on the job."""
+def ingest_job(job_id: str) -> State:
+    """Ingest every source of job `job_id` and record the outcome on the job; the run's final state
+    is the job's (flows/run_story.py), with the counts as its result. Callers that must not raise
+    on a failed job call it with `return_state=True`."""
     own_process = name_own_process()
     settings = get_settings()
     with session_scope(settings.resolved_database_url) as session:
@@ -158,14 +165,14 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
             library = repository.find_library(session, job.library_id)
         if library is not None:  # the job's outcome is recorded: nobody waits
             build_vector_index_if_due(library.chunk_table, settings)
-    return {
+    return final_state(job, {
         "status": job.status.value,
         "completed": job.completed_count,
         "partial": job.partial_count,
         "failed": job.failed_count,
         "duplicate": job.duplicate_count,
         "chunks": job.chunk_count,
-    }
+    })
 
 
 def _keeps_fetched(source, settings: Settings) -> bool:

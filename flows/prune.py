@@ -6,6 +6,7 @@ from prefect import flow, runtime
 
 from flows.ingest import name_own_process
 from flows.heartbeat import keep_heartbeat
+from flows.run_story import job_run_name
 from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.settings import get_settings
 from storage import repository
@@ -19,6 +20,7 @@ from tasks.remove import remove_task
     on_crashed=[hand_back_job_on_crash],
     on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
+    flow_run_name=job_run_name,
 )
 def prune_library(job_id: str) -> dict[str, int | str]:
     """Remove the sources of the job's library that its declared set of external ids leaves out."""

@@ -20,6 +20,7 @@ from prefect.utilities.annotations import quote, unmapped
 
 from flows.ingest import SOURCE_CONCURRENCY, build_vector_index_if_due, name_own_process
 from flows.heartbeat import keep_heartbeat
+from flows.run_story import job_run_name
 from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings, get_settings
@@ -119,6 +120,7 @@ def reindex_source(source_id: str, plan: ReindexPlan, settings: Settings) -> tup
     on_crashed=[hand_back_job_on_crash],
     on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
+    flow_run_name=job_run_name,
 )
 def reindex_library(job_id: str) -> dict[str, int | str]:
     """Re-chunk and re-embed every stored source of the job's library and record the outcome on the job."""

@@ -50,9 +50,9 @@ class StandaloneBackend:
 
             with embeddings_available(self.settings):
                 if show_progress:
-                    self._run_with_progress(job_id, lambda: ingest_job(job_id))
+                    self._run_with_progress(job_id, lambda: ingest_job(job_id, return_state=True))
                 else:
-                    ingest_job(job_id)
+                    ingest_job(job_id, return_state=True)  # the summary says how it ended
         return self._summary(job_id, errors)
 
     def search(self, library: str, query: str, *, limit: int, mode: str) -> list[SearchResult]:
