@@ -25,10 +25,13 @@ def home(gristmill_home: Path, prefect_server: str) -> Path:
 
 
 def _ingest(specs: list[SourceSpec]) -> IngestJob:
-    """Ingest as the CLI does, with run logs sent to Prefect at INFO (the suite sends none and logs
-    WARNING; the run sets Prefect's logging up again from these settings)."""
+    """Ingest as the CLI does, with run logs sent to Prefect at INFO. The suite sends none and logs
+    WARNING; Prefect sets its logging up on first use, from the settings of the moment, so this sets
+    both the loggers' level and the settings."""
     loggers = [logging.getLogger(name) for name in ("prefect", "prefect.flow_runs", "prefect.task_runs")]
     levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
     try:
         with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: True, PREFECT_LOGGING_LEVEL: "INFO"}):
             summary = StandaloneBackend(get_settings()).ingest("mill-notes", specs, show_progress=False)
