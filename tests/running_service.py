@@ -106,7 +106,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dic
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("completed", "partial", "failed"):
+        if job["status"] in ("completed", "partial", "failed", "cancelled"):
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} did not finish: {job}")

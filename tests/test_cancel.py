@@ -5,14 +5,21 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
 
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
 from storage.tables import IngestJob, SourceStatus, utcnow
 from tests.conftest import LocalApi
+from tests.http_server import LoopbackServer
+from tests.running_service import Service, create_library, ingest, search, wait_for_job
 
 
 def _queue(api: LocalApi, *contents: str) -> dict:
@@ -104,3 +111,27 @@ def test_the_cli_cancels_a_job_through_a_running_service(local_api: LocalApi, tm
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"job {queued['job_id']} cancelled; 1 source(s) cancelled before they were stored"
+
+
+@pytest.mark.slow
+def test_cancelling_a_running_replacement_leaves_the_old_version_whole(service: Service, web: LoopbackServer) -> None:
+    web.serve("/cancelled-ferry.md", b"# Ferry\n\nThe new timetable nobody will see.", content_type="text/markdown", delay=8)
+    with service.client() as client:
+        library = create_library(client, "cancel-running")["id"]
+        old = ingest(client, library, {"content": "The old ferry timetable: boats at nine.", "external_id": "cancel-ferry"})
+        assert wait_for_job(client, old["job_id"])["status"] == "completed"
+        new = ingest(client, library, {"items": [{"url": web.url("/cancelled-ferry.md"), "external_id": "cancel-ferry"}]})
+        deadline = time.monotonic() + 60
+        while (job := client.get(f"/v1/jobs/{new['job_id']}").json())["status"] != "processing":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        cancelled = client.post(f"/v1/jobs/{new['job_id']}/cancel").json()
+        assert (cancelled["status"], cancelled["counts"]["cancelled"]) == ("cancelled", 1)
+        with get_client(sync_client=True) as prefect:
+            deadline = time.monotonic() + 60
+            while (state := prefect.read_flow_run(UUID(job["flow_run_id"])).state.type.value) != "CANCELLED":
+                assert time.monotonic() < deadline, state
+                time.sleep(0.5)
+        assert client.get(f"/v1/sources/{new['source_ids'][0]}").json()["status"] == "cancelled"
+        hits = search(client, library, "ferry timetable", limit=10, filter={"external_ids": ["cancel-ferry"]})
+        assert [hit["text"] for hit in hits] == ["The old ferry timetable: boats at nine."]
