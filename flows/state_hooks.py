@@ -24,12 +24,20 @@ def hand_back_job_on_crash(flow, flow_run, state) -> None:
         repository.release_job(session, job_id, str(flow_run.id))
 
 
+# How a runner that is being stopped marks the runs it still has (Prefect's
+# prefect/runner/_cancellation_manager.py, `cancel_all`): their jobs were not cancelled by anyone.
+RUNNER_SHUTDOWN_MESSAGE = "Runner is shutting down"
+
+
 def cancel_job_on_cancellation(flow, flow_run, state) -> None:
     """A run cancelled in Prefect (by `POST /v1/jobs/{id}/cancel`, or from the Prefect UI) cancels its
-    job: what it had not stored is `cancelled`."""
+    job: what it had not stored is `cancelled`. A run its runner cancels because the runner is being
+    stopped hands its job back instead, as a crashed one does."""
     job_id = (flow_run.parameters or {}).get("job_id")
     if not job_id:
         return
-    reason = f"cancelled: {state.message}" if state.message else "cancelled"
     with session_scope(get_settings().resolved_database_url) as session:
-        repository.cancel_job(session, job_id, reason)
+        if RUNNER_SHUTDOWN_MESSAGE in (state.message or ""):
+            repository.release_job(session, job_id, str(flow_run.id))
+            return
+        repository.cancel_job(session, job_id, f"cancelled: {state.message}" if state.message else "cancelled")

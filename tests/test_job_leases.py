@@ -4,7 +4,7 @@ and after `job_max_attempts` a failure that names what happened. Real SQLite, a 
 
 from datetime import timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -118,3 +118,20 @@ def test_a_lost_run_is_marked_crashed_and_the_job_runs_again_until_its_attempts_
     assert [s.status for s in sources] == [SourceStatus.failed]
     assert sources[0].error.startswith(f"the flow run's process was lost {settings.job_max_attempts} times; last seen 20")
     assert len(set(runs)) == settings.job_max_attempts
+
+
+def test_a_run_its_runner_cancels_on_shutdown_hands_its_job_back_and_a_cancel_cancels_it(gristmill_home: Path) -> None:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import Cancelling
+
+    from flows.state_hooks import RUNNER_SHUTDOWN_MESSAGE, cancel_job_on_cancellation
+
+    stopped, cancelled = queued_job("The runner stops."), queued_job("The caller cancels.")
+    for job in (stopped, cancelled):
+        run = FlowRun(id=uuid4(), flow_id=uuid4(), parameters={"job_id": job.id})
+        run_starts(job.id, str(run.id))
+        message = f"{RUNNER_SHUTDOWN_MESSAGE}." if job is stopped else "cancelled by the caller"
+        cancel_job_on_cancellation(None, run, Cancelling(message=message))
+    handed_back = stored_job(stopped.id)
+    assert (handed_back.status, handed_back.heartbeat_at) == (JobStatus.processing, None)
+    assert stored_job(cancelled.id).status == JobStatus.cancelled

@@ -29,7 +29,8 @@ class ChildProcess:
     env: dict[str, str] = field(default_factory=dict)
     ready_check: Callable[[], bool] | None = None  # readiness beyond answering HTTP
     listens_on: tuple[str, int, str] | None = None  # host, port and the setting that names the port
-    busy: Callable[["ChildProcess"], bool] | None = None  # work it should finish before it is stopped
+    # The pids of work it should finish before it is stopped (the runner's flow runs).
+    busy: Callable[["ChildProcess"], list[int]] | None = None
     process: subprocess.Popen | None = None
     started_at: float = 0.0  # time.monotonic() of the last start
 
@@ -72,14 +73,28 @@ class ChildProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def wait_idle(self, grace_seconds: float) -> bool:
-        """Wait up to `grace_seconds` for the child's `busy` work to end; whether it did."""
+    def wait_idle(self, grace_seconds: float) -> list[int]:
+        """Wait up to `grace_seconds` for the child's `busy` work to end; the pids still busy then."""
         deadline = time.monotonic() + grace_seconds
-        while self.busy is not None and self.alive() and self.busy(self):
+        while self.busy is not None and self.alive() and (working := self.busy(self)):
             if time.monotonic() >= deadline:
-                return False
+                return working
             time.sleep(0.25)
-        return True
+        return []
+
+    def stop_work(self, pids: list[int], timeout: float = 10) -> None:
+        """SIGTERM the child's busy work itself and wait for it to end, before the child is stopped.
+
+        A flow run told to stop this way crashes and hands its job back; stopped by its runner's
+        shutdown instead, it would be cancelled (the runner marks its runs so), and so its job."""
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while self.busy is not None and self.busy(self) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def stop(self, timeout: float = 15) -> None:
         if not self.alive():

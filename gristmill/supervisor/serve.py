@@ -86,11 +86,11 @@ def build_children(settings: Settings) -> list[ChildProcess]:
     return children
 
 
-def runs_flows(runner: ChildProcess) -> bool:
-    """Whether any flow-run process of the runner's is alive (they are forked a level or two below it)."""
+def runs_flows(runner: ChildProcess) -> list[int]:
+    """The pids of the runner's live flow-run processes (forked a level or two below it)."""
     if runner.process is None:
-        return False
-    return any(name.startswith(FLOW_RUN_PROCESS_PREFIX) for _, name in descendants(runner.process.pid))
+        return []
+    return [pid for pid, name in descendants(runner.process.pid) if name.startswith(FLOW_RUN_PROCESS_PREFIX)]
 
 
 def prepare_home() -> None:
@@ -187,8 +187,9 @@ def stop_in_order(started: list[ChildProcess], grace_seconds: float) -> None:
     `grace_seconds` to finish; what is still running then is stopped, and its jobs run again on the
     next start (docs/job-states.md)."""
     for child in reversed(started):
-        if child.busy is not None and not child.wait_idle(grace_seconds):
+        if child.busy is not None and (still_busy := child.wait_idle(grace_seconds)):
             _say(f"flow runs still running after {grace_seconds:.0f} s are stopped; their jobs run again on the next start")
+            child.stop_work(still_busy)
         child.stop()
 
 
