@@ -409,6 +409,7 @@ class JobCounts(BaseModel):
     failed: int
     duplicate: int
     removed: int = Field(description="Sources the job removed (a sync's gone pages, a prune's left-out sources).")
+    cancelled: int = Field(0, description="Sources the job's cancel kept from being stored.")
 
 
 class JobOut(BaseModel):

@@ -8,6 +8,7 @@ quiet to fork safely.
 """
 
 import gc
+import os
 import warnings
 
 # LanceDB re-creates its background event loop in a forked child and warns that fork support is
@@ -34,8 +35,14 @@ import flows.sync  # noqa: E402, F401
 import flows.webhooks  # noqa: E402, F401
 import tasks.parse.markdown  # noqa: E402, F401
 from gristmill.internals import import_late_prefect_modules  # noqa: E402
+from gristmill.lifetime import die_with_parent  # noqa: E402
 from gristmill.tls import tls_context  # noqa: E402
 from tasks.chunk import load_tokenizer  # noqa: E402
+
+# The server dies with the runner, and each flow run with the server (a parent-death signal does not
+# survive a fork, so every child asks for its own): a runner killed outright leaves no run behind.
+die_with_parent()
+os.register_at_fork(after_in_child=die_with_parent)
 
 import_late_prefect_modules()
 load_tokenizer()  # ~40 ms per run otherwise

@@ -11,13 +11,17 @@ from collections.abc import Callable, Iterable
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
 from flows.progress import SourceProgress
-from flows.state_hooks import fail_job_on_crash
+from flows.run_story import final_state, job_run_name, log_source_outcome
+from flows.heartbeat import keep_heartbeat
+from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from flows.webhooks import request_deliveries
-from gristmill.errors import GristmillError, ParseError
+from gristmill.errors import GristmillError, ParseError, SourceCancelled
+from gristmill.lifetime import FLOW_RUN_PROCESS_PREFIX
 from gristmill.settings import Settings, get_settings
 from storage import repository
 from storage.blobs import write_blob
@@ -60,9 +64,11 @@ class ParsesLeft:
 @task(name="process-source", cache_policy=NO_CACHE, task_run_name="source-{source_id}")
 def process_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
     try:
-        return _ingest_source(source_id, parses, settings)
+        status = _ingest_source(source_id, parses, settings)
     finally:
         parses.finished(source_id)  # however it ended, it parses no more
+    log_source_outcome(source_id, status)
+    return status
 
 
 def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
@@ -116,8 +122,13 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
             on_progress=progress.embedded,
             model=model.name,
         )
-        upsert_task(library, progress.reload(), quote(chunks), quote(vectors), settings)
+        embedded = progress.reload()
+        if embedded.status == SourceStatus.cancelled:  # the last moment at which the cancel can keep it out
+            return SourceStatus.cancelled
+        upsert_task(library, embedded, quote(chunks), quote(vectors), settings)
         return progress.stored(chunks, with_warnings=with_warnings)
+    except SourceCancelled:
+        return SourceStatus.cancelled
     except GristmillError as error:
         return progress.fail(error)
     except Exception as error:  # a bug must fail this source, not the job's others
@@ -129,17 +140,21 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
     name="ingest",
     task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
     on_failure=[fail_job_on_crash],
-    on_crashed=[fail_job_on_crash],
-    on_cancellation=[fail_job_on_crash],
+    on_crashed=[hand_back_job_on_crash],
+    on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
+    flow_run_name=job_run_name,
 )
-def ingest_job(job_id: str) -> dict[str, int | str]:
-    """Ingest every source of job `job_id` and record the outcome on the job."""
+def ingest_job(job_id: str) -> State:
+    """Ingest every source of job `job_id` and record the outcome on the job; the run's final state
+    is the job's (flows/run_story.py), with the counts as its result. Callers that must not raise
+    on a failed job call it with `return_state=True`."""
     own_process = name_own_process()
     settings = get_settings()
     with session_scope(settings.resolved_database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
         source_ids = [source.id for source in repository.job_sources(session, job)]
+    keep_heartbeat(settings, job_id, str(runtime.flow_run.id))
     parses = ParsesLeft(source_ids, on_last=sandbox.stop if own_process else None)
     process_source.map(source_ids, parses=unmapped(parses), settings=unmapped(settings)).result()
     with session_scope(settings.resolved_database_url) as session:
@@ -150,14 +165,14 @@ def ingest_job(job_id: str) -> dict[str, int | str]:
             library = repository.find_library(session, job.library_id)
         if library is not None:  # the job's outcome is recorded: nobody waits
             build_vector_index_if_due(library.chunk_table, settings)
-    return {
+    return final_state(job, {
         "status": job.status.value,
         "completed": job.completed_count,
         "partial": job.partial_count,
         "failed": job.failed_count,
         "duplicate": job.duplicate_count,
         "chunks": job.chunk_count,
-    }
+    })
 
 
 def _keeps_fetched(source, settings: Settings) -> bool:
@@ -186,7 +201,7 @@ def flow_run_process_name(flow_run_id: str) -> str:
     Runs forked from the runner's forkserver share its command line and environment, so the name is
     how an operator (or a test) tells which process runs which flow run.
     """
-    return "gm-" + flow_run_id.replace("-", "")[:12]
+    return FLOW_RUN_PROCESS_PREFIX + flow_run_id.replace("-", "")[:12]
 
 
 def name_own_process() -> bool:

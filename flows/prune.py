@@ -5,7 +5,9 @@ as `removed` under this job. Sources still being processed are left alone."""
 from prefect import flow, runtime
 
 from flows.ingest import name_own_process
-from flows.state_hooks import fail_job_on_crash
+from flows.heartbeat import keep_heartbeat
+from flows.run_story import job_run_name
+from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
@@ -15,9 +17,10 @@ from tasks.remove import remove_task
 @flow(
     name="prune-library",
     on_failure=[fail_job_on_crash],
-    on_crashed=[fail_job_on_crash],
-    on_cancellation=[fail_job_on_crash],
+    on_crashed=[hand_back_job_on_crash],
+    on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
+    flow_run_name=job_run_name,
 )
 def prune_library(job_id: str) -> dict[str, int | str]:
     """Remove the sources of the job's library that its declared set of external ids leaves out."""
@@ -28,6 +31,7 @@ def prune_library(job_id: str) -> dict[str, int | str]:
         keep, prefix = set(job.parameters.get("external_ids", [])), job.parameters.get("prefix")
         left_out = repository.sources_left_out(session, job.library_id, keep, prefix)
         repository.set_job_total(session, job_id, len(left_out))
+    keep_heartbeat(get_settings(), job_id, str(runtime.flow_run.id))
     scope = f"external ids starting with {prefix!r}" if prefix else "the library"
     reason = f"not among the {len(keep)} external ids declared as the full set of {scope}"
     total = len(left_out)

@@ -19,7 +19,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
 from flows.ingest import SOURCE_CONCURRENCY, build_vector_index_if_due, name_own_process
-from flows.state_hooks import fail_job_on_crash
+from flows.heartbeat import keep_heartbeat
+from flows.run_story import job_run_name
+from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings, get_settings
 from storage import repository
@@ -115,9 +117,10 @@ def reindex_source(source_id: str, plan: ReindexPlan, settings: Settings) -> tup
     name="reindex-library",
     task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
     on_failure=[fail_job_on_crash],
-    on_crashed=[fail_job_on_crash],
-    on_cancellation=[fail_job_on_crash],
+    on_crashed=[hand_back_job_on_crash],
+    on_cancellation=[cancel_job_on_cancellation],
     log_prints=True,
+    flow_run_name=job_run_name,
 )
 def reindex_library(job_id: str) -> dict[str, int | str]:
     """Re-chunk and re-embed every stored source of the job's library and record the outcome on the job."""
@@ -127,6 +130,7 @@ def reindex_library(job_id: str) -> dict[str, int | str]:
     with session_scope(database_url) as session:
         job = repository.start_job(session, job_id, flow_run_id=runtime.flow_run.id)
         library = repository.find_library(session, job.library_id)
+    keep_heartbeat(settings, job_id, str(runtime.flow_run.id))
     try:
         _wait_for_earlier_jobs(job, settings)
         plan = plan_for(job, library, settings)

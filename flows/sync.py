@@ -15,6 +15,7 @@ from collections import defaultdict
 from prefect import flow
 
 from flows.ingest import ingest_job
+from flows.run_story import sync_run_name
 from gristmill.settings import Settings, get_settings
 from storage import repository
 from storage.blobs import remove_blob
@@ -25,7 +26,7 @@ from tasks.remove import remove_source
 GONE_CODES = ("http_404", "http_410")
 
 
-@flow(name="sync-url-sources", log_prints=True)
+@flow(name="sync-url-sources", log_prints=True, flow_run_name=sync_run_name)
 def sync_url_sources() -> dict[str, int]:
     settings = get_settings()
     database_url = settings.resolved_database_url
@@ -41,7 +42,7 @@ def sync_url_sources() -> dict[str, int]:
                 continue  # a re-indexing library takes no new sources; the next sync checks it
             fresh = [_fresh_copy(s) for s in stored]
             job = repository.create_job(session, library, fresh, trigger=JobTrigger.sync)
-        ingest_job(job.id)
+        ingest_job(job.id, return_state=True)  # a failed page is the sync's to count, not to raise
         totals["checked"] += len(fresh)
         for new, old in zip(fresh, stored, strict=True):
             totals[_settle(new.id, old.id, job.id, settings)] += 1

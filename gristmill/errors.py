@@ -84,6 +84,12 @@ class Conflict(GristmillError):
     default_code = "conflict"
 
 
+class SourceCancelled(Conflict):
+    """The source's job was cancelled: the flow run stops working on it."""
+
+    default_code = "source_cancelled"
+
+
 class PayloadTooLarge(GristmillError):
     """Content over the configured size limit."""
 

@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     )
     runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
+    job_lease_seconds: float = Field(
+        60.0,
+        description="A running job whose flow run has not renewed its heartbeat for this long is taken as lost "
+        "and run again (detected within this plus the reconcile interval; docs/job-states.md).",
+    )
+    job_max_attempts: int = Field(3, ge=1, description="Flow runs a job gets before a lost one fails it.")
+    shutdown_grace_seconds: float = Field(
+        30.0, description="On a graceful stop of `gristmill serve`, how long running flow runs get to finish."
+    )
     sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")
     sync_prune_after: int = Field(
         2,

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from gristmill.errors import Conflict, InvalidRequest, NotFound
+from gristmill.errors import Conflict, InvalidRequest, NotFound, SourceCancelled
 from storage import webhooks
 from storage.tables import (
     FINAL_SOURCE_STATUSES,
@@ -507,9 +507,14 @@ def current_source_for_external_id(
 
 
 def update_source(session: Session, source_id: str, **fields: Any) -> Source:
+    """Change a source's fields. A cancelled source takes no other status but stored: the flow run
+    learns of the cancel here (SourceCancelled) at its next stage, while a source whose chunks
+    were committed before the cancel is stored, and says so."""
     source = session.get(Source, source_id, options=[WITHOUT_TEXT])
     if source is None:
         raise NotFound(f"source {source_id} not found", code="source_not_found")
+    if source.status == SourceStatus.cancelled and "status" in fields and fields["status"] not in STORED_SOURCE_STATUSES:
+        raise SourceCancelled(f"source {source_id} was cancelled with its job")
     for name, value in fields.items():
         setattr(source, name, value)
     source.updated_at = utcnow()
@@ -547,14 +552,74 @@ def delete_replaced_sources(
 
 
 def start_job(session: Session, job_id: str, flow_run_id: str | None) -> IngestJob:
+    """A flow run starts working on the job: one more attempt, and its first heartbeat."""
     job = _job(session, job_id)
     job.status = JobStatus.processing
     if flow_run_id:
         job.flow_run_id = flow_run_id
-    job.updated_at = utcnow()
+    job.updated_at = job.heartbeat_at = utcnow()
+    job.attempts += 1
     session.add(job)
     session.commit()
     return job
+
+
+def renew_heartbeat(session: Session, job_id: str, flow_run_id: str) -> bool:
+    """The job's flow run is alive; False once the job is no longer its to renew (finished, or
+    taken as lost and given to another run)."""
+    renewed = session.exec(
+        update(IngestJob)
+        .where(col(IngestJob.id) == job_id, col(IngestJob.flow_run_id) == flow_run_id, col(IngestJob.status) == JobStatus.processing)
+        .values(heartbeat_at=utcnow())
+    )
+    session.commit()
+    return renewed.rowcount == 1
+
+
+def release_job(session: Session, job_id: str, flow_run_id: str) -> None:
+    """The job's flow run stops before the job is done (a graceful stop): its lease ends now, so the
+    next reconciliation runs it again without waiting for the lease to run out."""
+    session.exec(
+        update(IngestJob)
+        .where(col(IngestJob.id) == job_id, col(IngestJob.flow_run_id) == flow_run_id, col(IngestJob.status) == JobStatus.processing)
+        .values(heartbeat_at=None)
+    )
+    session.commit()
+
+
+def is_lease_expired(job: IngestJob, cutoff: datetime) -> bool:
+    """Whether a processing job's heartbeat is older than `cutoff` (or was given up)."""
+    return job.status == JobStatus.processing and (job.heartbeat_at is None or as_utc(job.heartbeat_at) < cutoff)
+
+
+def claim_lost_job(session: Session, job: IngestJob, cutoff: datetime, note: str) -> bool:
+    """Take a job whose flow run was lost back to `pending`, with `note` as its error, if no one did
+    since `job` was read: a compare-and-set on its flow run, attempts and stale heartbeat, so of
+    several reconcilers (one per API process) exactly one wins. Whether this one did.
+
+    A run lost before it started working on the job counts as an attempt here (a run that started
+    counted itself), which also gives its successor a new idempotency key."""
+    same_run = col(IngestJob.flow_run_id).is_(None) if job.flow_run_id is None else col(IngestJob.flow_run_id) == job.flow_run_id
+    claimed = session.exec(
+        update(IngestJob)
+        .where(
+            col(IngestJob.id) == job.id,
+            col(IngestJob.status).in_([JobStatus.pending, JobStatus.processing]),
+            col(IngestJob.attempts) == job.attempts,
+            same_run,
+            or_(col(IngestJob.heartbeat_at).is_(None), col(IngestJob.heartbeat_at) < cutoff),
+        )
+        .values(
+            status=JobStatus.pending,
+            flow_run_id=None,
+            heartbeat_at=None,
+            attempts=IngestJob.attempts + (0 if job.status == JobStatus.processing else 1),
+            error=note,
+            updated_at=utcnow(),
+        )
+    )
+    session.commit()
+    return claimed.rowcount == 1
 
 
 def record_flow_run(session: Session, job_id: str, flow_run_id: str, *, clear_error_starting: str) -> None:
@@ -580,10 +645,10 @@ def record_start_deferred(session: Session, job_id: str, note: str) -> None:
     session.commit()
 
 
-def jobs_waiting_for_a_run(session: Session, note_prefix: str) -> list[tuple[str, JobKind]]:
-    """Pending jobs without a flow run whose error says they wait for one: (id, kind)."""
+def jobs_waiting_for_a_run(session: Session, note_prefix: str) -> list[tuple[str, JobKind, int]]:
+    """Pending jobs without a flow run whose error says they wait for one: (id, kind, attempts so far)."""
     return [
-        (job.id, JobKind(job.kind))
+        (job.id, JobKind(job.kind), job.attempts)
         for job in unfinished_jobs(session)
         if job.status == JobStatus.pending and not job.flow_run_id and (job.error or "").startswith(note_prefix)
     ]
@@ -714,6 +779,41 @@ def fail_job(session: Session, job_id: str, message: str) -> IngestJob:
     return refresh_job_progress(session, job_id)
 
 
+def cancel_job(session: Session, job_id: str, reason: str) -> IngestJob:
+    """End an unfinished job as cancelled: its sources not yet stored are `cancelled` with `reason`
+    (each announced as final); a job already final stays as it is."""
+    job = _job(session, job_id)
+    if job.status.is_final:
+        return job
+    if job.kind == JobKind.ingest:
+        for source in job_sources(session, job):
+            if not source.status.is_final:
+                source.status = SourceStatus.cancelled
+                source.error, source.error_code = reason, "cancelled"
+                source.updated_at = source.processed_at = utcnow()
+                webhooks.record_source_final(session, source, job)
+                session.add(source)
+        session.commit()
+        job = refresh_job_progress(session, job_id)
+    if not job.status.is_final:  # a reindex or prune job counts steps, not sources
+        job.status, job.error = JobStatus.cancelled, reason
+        job.finished_at = job.updated_at = utcnow()
+        webhooks.record_job_finished(session, job)
+        session.add(job)
+        session.commit()
+    return job
+
+
+def source_is_settled(session: Session, source: Source, lease_cutoff: datetime) -> bool:
+    """Whether nothing works on the source any more: it is final, or its job is (finished, cancelled,
+    gone), or its job's flow run was lost (lease older than `lease_cutoff`). A caller may delete or
+    retry a settled source."""
+    if source.status.is_final:
+        return True
+    job = session.get(IngestJob, source.job_id) if source.job_id else None
+    return job is None or job.status.is_final or is_lease_expired(job, lease_cutoff)
+
+
 def unfinished_jobs(session: Session) -> list[IngestJob]:
     return list(
         session.exec(select(IngestJob).where(or_(IngestJob.status == JobStatus.pending, IngestJob.status == JobStatus.processing)))
@@ -734,12 +834,16 @@ def _count_final_sources(job: IngestJob, sources: Sequence[Source]) -> None:
     job.failed_count = statuses.count(SourceStatus.failed)
     job.duplicate_count = statuses.count(SourceStatus.duplicate)
     job.removed_count = statuses.count(SourceStatus.removed)
+    job.cancelled_count = statuses.count(SourceStatus.cancelled)
     job.progress_current = (
         job.completed_count + job.partial_count + job.failed_count + job.duplicate_count + job.removed_count
+        + job.cancelled_count
     )
 
 
 def _job_outcome(job: IngestJob) -> JobStatus:
+    if job.cancelled_count:
+        return JobStatus.cancelled
     succeeded = job.completed_count + job.duplicate_count + job.removed_count
     if job.failed_count == 0 and job.partial_count == 0:
         return JobStatus.completed
@@ -749,7 +853,7 @@ def _job_outcome(job: IngestJob) -> JobStatus:
 
 
 def reset_source(session: Session, source: Source) -> Source:
-    """Put a failed source back in the queue for a retry."""
+    """Put a failed, cancelled or stuck source back in the queue for a retry."""
     source.status = SourceStatus.pending
     source.error = source.error_code = None
     source.progress_current = source.progress_total = 0

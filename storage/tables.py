@@ -39,6 +39,7 @@ class SourceStatus(StrEnum):
     failed = "failed"
     duplicate = "duplicate"  # same content already in the library; nothing stored
     removed = "removed"  # was stored; removed with its chunks by a sync or a full-set declaration (`error` says why)
+    cancelled = "cancelled"  # its job was cancelled before it was stored; nothing of it is stored
 
     @property
     def is_final(self) -> bool:
@@ -46,7 +47,14 @@ class SourceStatus(StrEnum):
 
 
 FINAL_SOURCE_STATUSES = frozenset(
-    {SourceStatus.completed, SourceStatus.partial, SourceStatus.failed, SourceStatus.duplicate, SourceStatus.removed}
+    {
+        SourceStatus.completed,
+        SourceStatus.partial,
+        SourceStatus.failed,
+        SourceStatus.duplicate,
+        SourceStatus.removed,
+        SourceStatus.cancelled,
+    }
 )
 STORED_SOURCE_STATUSES = (SourceStatus.completed, SourceStatus.partial)
 
@@ -63,10 +71,11 @@ class JobStatus(StrEnum):
     completed = "completed"
     partial = "partial"  # some sources failed or finished with warnings
     failed = "failed"
+    cancelled = "cancelled"  # a caller cancelled it; the sources it had not stored are `cancelled`
 
     @property
     def is_final(self) -> bool:
-        return self in (JobStatus.completed, JobStatus.partial, JobStatus.failed)
+        return self in (JobStatus.completed, JobStatus.partial, JobStatus.failed, JobStatus.cancelled)
 
 
 class JobTrigger(StrEnum):
@@ -222,8 +231,13 @@ class IngestJob(SQLModel, table=True):
     failed_count: int = 0
     duplicate_count: int = 0
     removed_count: int = 0
+    cancelled_count: int = 0
     chunk_count: int = 0
     flow_run_id: str | None = Field(default=None, index=True)
+    # Renewed by the running flow run (flows/heartbeat.py); a processing job whose heartbeat is older
+    # than the lease lost its process, and the reconciler runs it again (docs/job-states.md).
+    heartbeat_at: datetime | None = None
+    attempts: int = 0  # flow runs that have started working on the job
     error: str | None = None
     trigger: JobTrigger = Field(default=JobTrigger.request)
     created_at: datetime = Field(default_factory=utcnow)

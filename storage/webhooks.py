@@ -123,6 +123,7 @@ def job_data(job: IngestJob) -> dict[str, Any]:
             "failed": job.failed_count,
             "duplicate": job.duplicate_count,
             "removed": job.removed_count,
+            "cancelled": job.cancelled_count,
         },
         "chunk_count": job.chunk_count,
         "error": job.error,

@@ -40,9 +40,20 @@ class Service:
 
 
 @contextmanager
-def running_service(home: Path, second_model_url: str, out_path: Path) -> Iterator[Service]:
-    """`gristmill serve` on `home`; its output goes to `out_path`, outside the home, which must stay private."""
-    api_port, embeddings_port = free_port(), free_port()
+def running_service(
+    home: Path,
+    second_model_url: str,
+    out_path: Path,
+    *,
+    ports: tuple[int, int] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Service]:
+    """`gristmill serve` on `home`; its output goes to `out_path`, outside the home, which must stay private.
+
+    `ports` (API, embeddings) are free ones unless given, as a restart on the same ports is;
+    `extra_env` sets more of the service's environment.
+    """
+    api_port, embeddings_port = ports or (free_port(), free_port())
     env = {
         **os.environ,
         "GRISTMILL_HOME": str(home),
@@ -59,26 +70,29 @@ def running_service(home: Path, second_model_url: str, out_path: Path) -> Iterat
         # These tests write far more than a key may by default; tests/test_limits.py tests the limits.
         "GRISTMILL_RATE_LIMIT_WRITES": "100000/minute",
         "GRISTMILL_RATE_LIMIT_SEARCHES": "100000/minute",
+        **(extra_env or {}),
     }
-    log = open(out_path, "wb")
+    starts = out_path.read_bytes().count(b"Press Ctrl-C") if out_path.exists() else 0  # earlier starts' output stays
+    log = open(out_path, "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "gristmill.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base_url = f"http://127.0.0.1:{api_port}"
     try:
         deadline = time.monotonic() + 300
-        while not (home / "admin.key").exists() or b"Press Ctrl-C" not in out_path.read_bytes():
+        while not (home / "admin.key").exists() or out_path.read_bytes().count(b"Press Ctrl-C") == starts:
             assert process.poll() is None, out_path.read_text()
             assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.5)
         wait_for_http(f"{base_url}/healthz", timeout=30, process=process)
         yield Service(base_url, (home / "admin.key").read_text().strip(), home, process, env["GRISTMILL_EMBEDDINGS_URL"])
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:  # a test may have stopped it already
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
         log.close()
 
 
@@ -92,7 +106,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dic
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("completed", "partial", "failed"):
+        if job["status"] in ("completed", "partial", "failed", "cancelled"):
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} did not finish: {job}")

@@ -178,7 +178,7 @@ def test_an_ingest_is_announced_signed_in_a_way_the_readme_code_verifies(
     }
     assert job_event["type"] == "job_finished" and job_event["data"]["job_id"] == job.id
     assert job_event["data"]["status"] == "completed" and job_event["data"]["trigger"] == "request"
-    assert job_event["data"]["counts"] == {"completed": 1, "partial": 0, "failed": 0, "duplicate": 0, "removed": 0}
+    assert job_event["data"]["counts"] == {"completed": 1, "partial": 0, "failed": 0, "duplicate": 0, "removed": 0, "cancelled": 0}
     assert job_event["data"]["finished_at"] is not None
 
     verify = readme_verify()

@@ -2,9 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.auth import Reader
+from api.auth import Reader, Writer
 from api.deps import SessionDep
-from api.schemas import JobCounts, JobOut, JobPage, Progress, errors
+from api.schemas import JobCounts, JobOut, JobPage, Progress, errors, rate_limited
+from gristmill.usecases import jobs
 from gristmill.usecases.orchestration import prefect_run_url
 from storage import repository
 from storage.tables import IngestJob, JobKind, JobStatus
@@ -26,6 +27,7 @@ def job_out(job: IngestJob, source_ids: list[str]) -> JobOut:
             failed=job.failed_count,
             duplicate=job.duplicate_count,
             removed=job.removed_count,
+            cancelled=job.cancelled_count,
         ),
         chunk_count=job.chunk_count,
         error=job.error,
@@ -64,3 +66,13 @@ def list_jobs(
         session, principal.workspace_id, page=page, page_size=page_size, library_id=library_id, status=status
     )
     return JobPage(data=jobs_out(session, rows), total=total, page=page, page_size=page_size)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    responses=rate_limited(200, errors(401, 403, 404, 409, 429, descriptions={409: "The job has already finished."})),
+)
+def cancel_job(job_id: str, principal: Writer, session: SessionDep) -> JobOut:
+    """Cancel an unfinished job and its Prefect flow run: its sources not yet stored end `cancelled`."""
+    return jobs_out(session, [jobs.cancel_job(session, principal.workspace_id, job_id)])[0]

@@ -9,7 +9,7 @@ from api.auth import Reader, Writer
 from api.deps import ChunkStoreDep, SessionDep, StarterDep
 from api.routers.jobs import jobs_out
 from api.schemas import ChunkOut, ChunkPage, JobOut, Progress, SourceOut, SourcePage, SourceUpdate, errors, rate_limited
-from gristmill.errors import Conflict, InvalidRequest
+from gristmill.errors import InvalidRequest
 from gristmill.usecases import sources as source_cases
 from gristmill.usecases.libraries import refuse_writes_while_reindexing
 from storage import repository
@@ -187,13 +187,16 @@ def list_library_chunks(
     "/v1/sources/{source_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    responses=rate_limited(202, errors(401, 403, 404, 409, 422, 429, 503, descriptions={409: "Only failed sources can be retried."})),
+    responses=rate_limited(202, errors(
+        401, 403, 404, 409, 422, 429, 503,
+        descriptions={409: "Only failed or cancelled sources, and those of a job that is over, can be retried."},
+    )),
 )
 def retry_source(source_id: str, principal: Writer, session: SessionDep, starter: StarterDep) -> JobOut:
-    """Run a failed source again in a new job (its bytes were kept for this)."""
+    """Run a failed or cancelled source (or one its finished or lost job left behind) again in a new
+    job (its bytes were kept for this)."""
     source = repository.get_source(session, principal.workspace_id, source_id)
-    if source.status != SourceStatus.failed:
-        raise Conflict(f"only failed sources can be retried; this one is {source.status.value}", code="not_retryable")
+    source_cases.check_retryable(session, source)
     library = repository.get_library(session, principal.workspace_id, source.library_id)
     refuse_writes_while_reindexing(session, library)
     repository.reset_source(session, source)

@@ -57,6 +57,13 @@ class LibraryLine:
     embedding_model: str
 
 
+@dataclass
+class JobLine:
+    id: str
+    status: str
+    cancelled: int  # sources the cancel kept from being stored
+
+
 class Backend(Protocol):
     def ingest(self, library: str, specs: list[SourceSpec], *, show_progress: bool) -> IngestSummary:
         """Ingest into the library (created if missing) and wait until every source has ended."""
@@ -65,3 +72,7 @@ class Backend(Protocol):
     def search(self, library: str, query: str, *, limit: int, mode: str) -> list[SearchResult]: ...
 
     def libraries(self) -> list[LibraryLine]: ...
+
+    def cancel_job(self, job_id: str) -> JobLine:
+        """Cancel an unfinished job; a finished one is a Conflict (`job_finished`)."""
+        ...

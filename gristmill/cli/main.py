@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     libraries.add_argument("--json", action="store_true")
     libraries.set_defaults(handler=_libraries)
 
+    jobs = commands.add_parser("jobs", help="act on jobs")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    cancel = job_commands.add_parser("cancel", help="cancel an unfinished job: its sources not yet stored end cancelled")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--json", action="store_true")
+    cancel.set_defaults(handler=_cancel_job)
+
     serve = commands.add_parser("serve", help="run the whole service: Prefect, runner, embeddings, REST API")
     serve.set_defaults(handler=_serve)
 
@@ -152,6 +159,15 @@ def _libraries(args: argparse.Namespace) -> int:
         print(json.dumps({"libraries": [asdict(r) for r in rows]}, indent=2, default=str))
     else:
         printer.print_libraries(rows)
+    return 0
+
+
+def _cancel_job(args: argparse.Namespace) -> int:
+    job = _backend().cancel_job(args.job_id)
+    if args.json:
+        print(json.dumps(asdict(job), indent=2))
+    else:
+        print(f"job {job.id} {job.status}; {job.cancelled} source(s) cancelled before they were stored")
     return 0
 
 

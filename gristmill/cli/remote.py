@@ -8,14 +8,14 @@ from urllib.parse import quote
 
 import httpx
 
-from gristmill.cli.backend import IngestSummary, ItemError, LibraryLine, SourceLine
+from gristmill.cli.backend import IngestSummary, ItemError, JobLine, LibraryLine, SourceLine
 from gristmill.cli.printer import progress_bars
 from gristmill.errors import GristmillError, NotFound, ServiceUnavailable
 from gristmill.settings import Settings
 from gristmill.tls import tls_context
 from gristmill.usecases.shapes import SearchResult, SourceSpec
 
-FINAL_JOB_STATUSES = {"completed", "partial", "failed"}
+FINAL_JOB_STATUSES = {"completed", "partial", "failed", "cancelled"}
 FILES_PER_REQUEST = 20
 MULTIPART_MARGIN = 1024 * 1024  # part headers and boundaries, well over what 20 parts take
 RATE_LIMIT_RETRIES = 10
@@ -61,6 +61,10 @@ class RemoteBackend:
             )
             for lib in self._all_libraries()
         ]
+
+    def cancel_job(self, job_id: str) -> JobLine:
+        job = self._call("POST", f"/v1/jobs/{job_id}/cancel")
+        return JobLine(id=job["id"], status=job["status"], cancelled=job["counts"]["cancelled"])
 
     def _all_libraries(self) -> list[dict[str, Any]]:
         libraries, after = [], None

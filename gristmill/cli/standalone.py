@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gristmill.cli.backend import IngestSummary, ItemError, LibraryLine, SourceLine
+from gristmill.cli.backend import IngestSummary, ItemError, JobLine, LibraryLine, SourceLine
 from gristmill.errors import NotFound
 from gristmill.home import make_private
 from gristmill.settings import Settings
@@ -50,9 +50,9 @@ class StandaloneBackend:
 
             with embeddings_available(self.settings):
                 if show_progress:
-                    self._run_with_progress(job_id, lambda: ingest_job(job_id))
+                    self._run_with_progress(job_id, lambda: ingest_job(job_id, return_state=True))
                 else:
-                    ingest_job(job_id)
+                    ingest_job(job_id, return_state=True)  # the summary says how it ended
         return self._summary(job_id, errors)
 
     def search(self, library: str, query: str, *, limit: int, mode: str) -> list[SearchResult]:
@@ -85,6 +85,14 @@ class StandaloneBackend:
             )
             for lib in rows
         ]
+
+    def cancel_job(self, job_id: str) -> JobLine:
+        from gristmill.usecases.jobs import cancel_job
+
+        with session_scope(self.settings.resolved_database_url) as session:
+            workspace = repository.ensure_workspace(session)
+            job = cancel_job(session, workspace.id, job_id, cancel_flow_run_in_prefect=False)
+            return JobLine(id=job.id, status=job.status.value, cancelled=job.cancelled_count)
 
     def _library(self, name: str, *, create: bool) -> Library:
         with session_scope(self.settings.resolved_database_url) as session:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from gristmill.errors import ServiceUnavailable
 from gristmill.home import embeddings_key
+from gristmill.lifetime import dies_with_this_process
 from gristmill.probes import is_reachable, port_in_use
 from gristmill.settings import Settings
 
@@ -28,7 +29,10 @@ class ChildProcess:
     env: dict[str, str] = field(default_factory=dict)
     ready_check: Callable[[], bool] | None = None  # readiness beyond answering HTTP
     listens_on: tuple[str, int, str] | None = None  # host, port and the setting that names the port
+    # The pids of work it should finish before it is stopped (the runner's flow runs).
+    busy: Callable[["ChildProcess"], list[int]] | None = None
     process: subprocess.Popen | None = None
+    started_at: float = 0.0  # time.monotonic() of the last start
 
     def check_port_free(self) -> None:
         """Refuse to start beside another server on our port: its answers would pass for ours."""
@@ -50,7 +54,9 @@ class ChildProcess:
             stderr=subprocess.STDOUT if self.log_path else subprocess.DEVNULL,
             env={**os.environ, **self.env},
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
+            preexec_fn=dies_with_this_process(),  # ... and a supervisor killed outright takes them with it
         )
+        self.started_at = time.monotonic()
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -67,6 +73,29 @@ class ChildProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def wait_idle(self, grace_seconds: float) -> list[int]:
+        """Wait up to `grace_seconds` for the child's `busy` work to end; the pids still busy then."""
+        deadline = time.monotonic() + grace_seconds
+        while self.busy is not None and self.alive() and (working := self.busy(self)):
+            if time.monotonic() >= deadline:
+                return working
+            time.sleep(0.25)
+        return []
+
+    def stop_work(self, pids: list[int], timeout: float = 10) -> None:
+        """SIGTERM the child's busy work itself and wait for it to end, before the child is stopped.
+
+        A flow run told to stop this way crashes and hands its job back; stopped by its runner's
+        shutdown instead, it would be cancelled (the runner marks its runs so), and so its job."""
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while self.busy is not None and self.busy(self) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def stop(self, timeout: float = 15) -> None:
         if not self.alive():
             return
@@ -77,6 +106,29 @@ class ChildProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, name) of every live descendant of `pid`, read from /proc (empty where there is none)."""
+    parents: dict[int, list[tuple[int, str]]] = {}
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:  # exited while we looked
+            continue
+        # "pid (name) state ppid ...": the name may hold spaces and parentheses, so split at the last ")".
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
+        if state == "Z":  # exited, not yet reaped
+            continue
+        parents.setdefault(int(parent), []).append((int(stat_path.parent.name), name))
+    found: list[tuple[int, str]] = []
+    waiting = [pid]
+    while waiting:
+        for child in parents.get(waiting.pop(), []):
+            found.append(child)
+            waiting.append(child[0])
+    return found
 
 
 def embeddings_server_process(settings: Settings, host: str, port: int) -> ChildProcess:

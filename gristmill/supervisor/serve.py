@@ -5,14 +5,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gristmill.environment import child_environment, uses_own_prefect
 from gristmill.errors import ServiceUnavailable
 from gristmill.home import PREFECT_AUTH_FILE, embeddings_key, make_private
+from gristmill.lifetime import FLOW_RUN_PROCESS_PREFIX
 from gristmill.probes import answers_ok, basic_auth, is_reachable
 from gristmill.settings import Settings, get_settings
-from gristmill.supervisor.processes import ChildProcess, embeddings_server_process
+from gristmill.supervisor.processes import ChildProcess, descendants, embeddings_server_process
+from gristmill.supervisor.restarts import RestartBackoff
 
 
 def ensure_admin_key(settings: Settings) -> str | None:
@@ -67,6 +70,7 @@ def build_children(settings: Settings) -> list[ChildProcess]:
             env=env,
             # Ready once the ingest deployment is registered, so the first ingest request can trigger it.
             ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest", headers=prefect_auth),
+            busy=runs_flows,
         )
     )
     children.append(
@@ -80,6 +84,13 @@ def build_children(settings: Settings) -> list[ChildProcess]:
         )
     )
     return children
+
+
+def runs_flows(runner: ChildProcess) -> list[int]:
+    """The pids of the runner's live flow-run processes (forked a level or two below it)."""
+    if runner.process is None:
+        return []
+    return [pid for pid, name in descendants(runner.process.pid) if name.startswith(FLOW_RUN_PROCESS_PREFIX)]
 
 
 def prepare_home() -> None:
@@ -134,20 +145,56 @@ def serve() -> int:
             if stopping:
                 return 130
         _print_addresses(settings, child_environment(settings)["PREFECT_API_URL"], admin_key)
-        while not stopping:
-            for child in started:
-                if not child.alive():
-                    print(f"{child.name} exited with code {child.process.returncode}; see {child.log_path}", file=sys.stderr)
-                    return 1
-            time.sleep(0.5)
-        return 0
+        return keep_alive(started, lambda: stopping)
     except ServiceUnavailable as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
     finally:
         print("stopping ...", flush=True)
-        for child in reversed(started):
-            child.stop()
+        stop_in_order(started, settings.shutdown_grace_seconds)
+
+
+def keep_alive(children: list[ChildProcess], stopping: Callable[[], bool]) -> int:
+    """Restart each child that exits, after its back-off, until `stopping()`; 1 once one keeps crashing."""
+    backoffs = {child.name: RestartBackoff() for child in children}
+    restart_at: dict[str, float] = {}
+    while not stopping():
+        now = time.monotonic()
+        for child in children:
+            if child.name in restart_at:
+                if now >= restart_at[child.name]:
+                    del restart_at[child.name]
+                    _say(f"restarting {child.name}")
+                    child.start()
+                continue
+            if child.alive():
+                continue
+            assert child.process is not None
+            delay = backoffs[child.name].delay_after_exit(now - child.started_at)
+            exited = f"{child.name} exited with code {child.process.returncode} (see {child.log_path})"
+            if delay is None:
+                _say(f"{exited}; it exited {backoffs[child.name].quick_crashes} times in a row, each within "
+                     "a minute of its start, so Gristmill stops")
+                return 1
+            _say(f"{exited}; restarting it in {delay:.0f} s")
+            restart_at[child.name] = now + delay
+        time.sleep(0.5)
+    return 0
+
+
+def stop_in_order(started: list[ChildProcess], grace_seconds: float) -> None:
+    """Stop the last started first: the API stops taking requests, then running flow runs get
+    `grace_seconds` to finish; what is still running then is stopped, and its jobs run again on the
+    next start (docs/job-states.md)."""
+    for child in reversed(started):
+        if child.busy is not None and (still_busy := child.wait_idle(grace_seconds)):
+            _say(f"flow runs still running after {grace_seconds:.0f} s are stopped; their jobs run again on the next start")
+            child.stop_work(still_busy)
+        child.stop()
+
+
+def _say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def _print_addresses(settings: Settings, prefect_api: str, admin_key: str | None) -> None:

@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from prefect.settings import PREFECT_API_URL
 
@@ -44,11 +45,11 @@ class JobStarter:
         self._runs: dict[str, DeploymentRuns] = {}
         self._runs_lock = threading.Lock()
 
-    def start(self, job_id: str, kind: JobKind = JobKind.ingest) -> str | None:
-        """Start the flow run of a job of `kind` and record its id (the runner picks it up within its
-        poll interval); None when the start was deferred."""
+    def start(self, job_id: str, kind: JobKind = JobKind.ingest, attempts: int = 0) -> str | None:
+        """Start the flow run of a job of `kind` that `attempts` runs have worked on before, and record
+        its id (the runner picks it up within its poll interval); None when the start was deferred."""
         try:
-            flow_run_id = self.create_flow_run(job_id, kind)
+            flow_run_id = self.create_flow_run(job_id, kind, attempts)
         except Exception as error:  # noqa: BLE001 - Prefect unreachable, overloaded, or the deployment missing
             log.warning("could not start the flow run of job %s yet; the reconciler will retry: %s", job_id, error)
             self._record_deferred(job_id, error)
@@ -63,9 +64,9 @@ class JobStarter:
         with session_scope(self.settings.resolved_database_url) as session:
             waiting = repository.jobs_waiting_for_a_run(session, WAITING_FOR_PREFECT)
         started: list[str] = []
-        for job_id, kind in waiting:
+        for job_id, kind, attempts in waiting:
             try:
-                flow_run_id = self.create_flow_run(job_id, kind)
+                flow_run_id = self.create_flow_run(job_id, kind, attempts)
             except Exception as error:  # noqa: BLE001 - still unavailable: the rest wait for the next round too
                 self._record_deferred(job_id, error)
                 break
@@ -73,11 +74,12 @@ class JobStarter:
             started.append(job_id)
         return started, len(waiting) - len(started)
 
-    def create_flow_run(self, job_id: str, kind: JobKind = JobKind.ingest) -> str:
-        """A run of the deployment for jobs of `kind`, for `job_id`. The kind and job id are the
-        idempotency key, so starting it again after an answer that got lost returns the same run
-        instead of a second one."""
-        return self.create_deployment_run(DEPLOYMENTS[kind], {"job_id": job_id}, idempotency_key=f"{kind.value}-{job_id}")
+    def create_flow_run(self, job_id: str, kind: JobKind = JobKind.ingest, attempts: int = 0) -> str:
+        """A run of the deployment for jobs of `kind`, for `job_id`. The kind, job id and attempts so
+        far are the idempotency key, so starting it again after an answer that got lost returns the
+        same run instead of a second one, while a job whose run was lost gets a new one."""
+        key = f"{kind.value}-{job_id}" + (f"-{attempts}" if attempts else "")
+        return self.create_deployment_run(DEPLOYMENTS[kind], {"job_id": job_id}, idempotency_key=key)
 
     def create_deployment_run(self, deployment: str, parameters: dict[str, Any], *, idempotency_key: str) -> str:
         """A run of any deployment ("flow/deployment") with `parameters`."""
@@ -95,6 +97,21 @@ class JobStarter:
     def _record_deferred(self, job_id: str, error: Exception) -> None:
         with session_scope(self.settings.resolved_database_url) as session:
             repository.record_start_deferred(session, job_id, f"{WAITING_FOR_PREFECT}{error}"[:1000])
+
+
+def cancel_flow_run(flow_run_id: str, message: str) -> None:
+    """Cancel a flow run in Prefect: a running one is set Cancelling, which its runner answers by
+    stopping the process (its cancellation hook then records the job's end); one not yet running is
+    Cancelled outright. A run already final is left alone."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        if run.state is None or run.state.is_final():
+            return
+        state = Cancelling(message=message) if run.state.is_running() else Cancelled(message=message)
+        client.set_flow_run_state(run.id, state, force=True)
 
 
 def prefect_ui_url() -> str | None:

@@ -1,7 +1,8 @@
-"""Sources after they are stored: edited (their chunks re-tagged, not re-embedded), deleted, and
-their originals handed back."""
+"""Sources after they are stored: edited (their chunks re-tagged, not re-embedded), deleted, retried,
+and their originals handed back."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -9,11 +10,14 @@ from sqlmodel import Session
 from gristmill.errors import Conflict, NotFound
 from gristmill.file_types import format_mime_types
 from gristmill.metadata import MEMORY_FIELDS, refuse_memory_field_keys
+from gristmill.settings import get_settings
 from gristmill.usecases.libraries import refuse_writes_while_reindexing
 from storage import repository
 from storage.blobs import blob_bytes, remove_blob
 from storage.chunks import ChunkStore
-from storage.tables import STORED_SOURCE_STATUSES, Library, Source
+from storage.tables import STORED_SOURCE_STATUSES, Library, Source, SourceStatus, utcnow
+
+RETRYABLE_SOURCE_STATUSES = (SourceStatus.failed, SourceStatus.cancelled)
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,29 @@ def update_source(
     return repository.update_source(session, source.id, **fields)
 
 
+def is_settled(session: Session, source: Source) -> bool:
+    """Nothing works on the source: it is final, or its job is final or lost (docs/job-states.md).
+    A caller may delete or retry a settled source, so none stays stuck for good."""
+    lease_cutoff = utcnow() - timedelta(seconds=get_settings().job_lease_seconds)
+    return repository.source_is_settled(session, source, lease_cutoff)
+
+
+def check_retryable(session: Session, source: Source) -> None:
+    """A failed or cancelled source may run again, and so may one stuck in a job that is over."""
+    if source.status in RETRYABLE_SOURCE_STATUSES or (not source.status.is_final and is_settled(session, source)):
+        return
+    if source.status.is_final:
+        raise Conflict(f"only failed or cancelled sources can be retried; this one is {source.status.value}", code="not_retryable")
+    raise Conflict("the source is still being processed by its job; cancel the job to retry it now", code="not_retryable")
+
+
 def delete_source(session: Session, store: ChunkStore, library: Library, source: Source) -> None:
-    """Remove a finished source: its chunks, its original, its row."""
+    """Remove a settled source: its chunks, its original, its row."""
     refuse_writes_while_reindexing(session, library)
-    if not source.status.is_final:
-        raise Conflict("the source is still being processed; delete it when its job has finished", code="source_busy")
+    if not is_settled(session, source):
+        raise Conflict(
+            "the source is still being processed; delete it when its job has finished, or cancel the job", code="source_busy"
+        )
     store.delete_source(library.chunk_table, source.id)
     remove_blob(source.blob_path)
     repository.delete_source(session, source)
@@ -70,7 +92,7 @@ def delete_by_external_id(session: Session, store: ChunkStore, library: Library,
     sources = repository.sources_with_external_id(session, library.id, external_id)
     if not sources:
         raise NotFound(f"no source of this library has external id {external_id!r}", code="source_not_found")
-    busy = [s.id for s in sources if not s.status.is_final]
+    busy = [s.id for s in sources if not is_settled(session, s)]
     if busy:
         raise Conflict(
             f"source {busy[0]} with this external id is still being processed; delete it when its job has finished",
