@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".gristmill"), description="Folder holding the database, LanceDB, blobs and keys.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite (WAL) under home.")
     lancedb_uri: str | None = Field(None, description="LanceDB directory or URI; default `home/lancedb`.")
+    prefect_database_url: str | None = Field(
+        None,
+        description="Database of the Prefect server `gristmill serve` starts, as Prefect's "
+        "`PREFECT_API_DATABASE_CONNECTION_URL` (`postgresql+asyncpg://...`); unset: SQLite under `home/prefect`.",
+    )
 
     embeddings_url: str = Field(
         "http://127.0.0.1:8081/v1", description="Base URL of an OpenAI-compatible embeddings API."

@@ -29,6 +29,7 @@ class Service:
     home: Path
     process: subprocess.Popen
     embeddings_url: str
+    database_url: str
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
@@ -40,8 +41,9 @@ class Service:
 
 
 @contextmanager
-def running_service(home: Path, second_model_url: str, out_path: Path) -> Iterator[Service]:
-    """`gristmill serve` on `home`; its output goes to `out_path`, outside the home, which must stay private."""
+def running_service(home: Path, second_model_url: str, out_path: Path, database_url: str | None = None) -> Iterator[Service]:
+    """`gristmill serve` on `home` (and `database_url`, default SQLite in the home); its output goes to
+    `out_path`, outside the home, which must stay private."""
     api_port, embeddings_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -60,6 +62,10 @@ def running_service(home: Path, second_model_url: str, out_path: Path) -> Iterat
         "GRISTMILL_RATE_LIMIT_WRITES": "100000/minute",
         "GRISTMILL_RATE_LIMIT_SEARCHES": "100000/minute",
     }
+    env.pop("GRISTMILL_DATABASE_URL", None)
+    if database_url:
+        env["GRISTMILL_DATABASE_URL"] = database_url
+    resolved_database_url = database_url or f"sqlite:///{(home / 'gristmill.db').resolve()}"
     log = open(out_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gristmill.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -72,7 +78,9 @@ def running_service(home: Path, second_model_url: str, out_path: Path) -> Iterat
             assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.5)
         wait_for_http(f"{base_url}/healthz", timeout=30, process=process)
-        yield Service(base_url, (home / "admin.key").read_text().strip(), home, process, env["GRISTMILL_EMBEDDINGS_URL"])
+        yield Service(
+            base_url, (home / "admin.key").read_text().strip(), home, process, env["GRISTMILL_EMBEDDINGS_URL"], resolved_database_url
+        )
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -111,7 +119,7 @@ def ingest(client: httpx.Client, library_id: str, body: dict, expect: int = 202)
 
 
 def new_key(service: Service, workspace: str, scopes: str) -> str:
-    env = {**os.environ, "GRISTMILL_HOME": str(service.home)}
+    env = {**os.environ, "GRISTMILL_HOME": str(service.home), "GRISTMILL_DATABASE_URL": service.database_url}
     result = subprocess.run(
         [sys.executable, "-m", "gristmill.cli", "keys", "create", "--workspace", workspace, "--scopes", scopes],
         env=env, capture_output=True, text=True, check=True,

@@ -39,6 +39,9 @@ from storage.tables import (
 )
 from tests.http_server import LoopbackServer, RecordedRequest, Reply
 
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECRET = "a-secret-only-the-receiver-knows"
 

@@ -50,7 +50,7 @@ def build_children(settings: Settings) -> list[ChildProcess]:
                 command=[sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
                 ready_url=f"{prefect_api}/health",
                 log_path=logs / "prefect.log",
-                env=env,
+                env=prefect_server_environment(settings, env),
                 listens_on=("127.0.0.1", settings.prefect_port, "GRISTMILL_PREFECT_PORT"),
             )
         )
@@ -80,6 +80,15 @@ def build_children(settings: Settings) -> list[ChildProcess]:
         )
     )
     return children
+
+
+def prefect_server_environment(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The Prefect server's environment: its database is GRISTMILL_PREFECT_DATABASE_URL when set (PostgreSQL
+    for a service of several machines), else Prefect's own choice (a PREFECT_API_DATABASE_CONNECTION_URL
+    in the environment, or SQLite under PREFECT_HOME)."""
+    if settings.prefect_database_url:
+        return {**env, "PREFECT_API_DATABASE_CONNECTION_URL": settings.prefect_database_url}
+    return env
 
 
 def prepare_home() -> None:

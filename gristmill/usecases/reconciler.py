@@ -13,6 +13,7 @@ from gristmill.settings import Settings
 from gristmill.usecases.orchestration import JobStarter
 from storage import repository
 from storage.db import session_scope
+from storage.locks import SingletonLease
 from storage.tables import IngestJob, JobStatus, as_utc, utcnow
 
 FINAL_RUN_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -65,6 +66,8 @@ class Reconciler:
     def __init__(self, settings: Settings, starter: JobStarter) -> None:
         self.settings = settings
         self.starter = starter
+        # Every API process runs a reconciler; on PostgreSQL one of them at a time fails dead jobs.
+        self.lease = SingletonLease(settings.resolved_database_url, "gristmill.reconciler")
         starter.on_deferred = self.wake
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -80,12 +83,13 @@ class Reconciler:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
+        self.lease.release()
 
     def _loop(self) -> None:
         while True:
             waiting = 0
             try:
-                failed = reconcile_jobs(self.settings)
+                failed = reconcile_jobs(self.settings) if self.lease.held() else []
                 if failed:
                     log.warning("reconciled %d job(s) whose flow runs died: %s", len(failed), ", ".join(failed))
                 started, waiting = self.starter.start_waiting()
