@@ -17,7 +17,7 @@ from prefect import flow
 from flows.ingest import ingest_job
 from gristmill.settings import Settings, get_settings
 from storage import repository
-from storage.blobs import remove_blob
+from storage.blobs import open_blob_store
 from storage.db import session_scope
 from storage.tables import JobKind, JobTrigger, Source, SourceStatus
 from tasks.remove import remove_source
@@ -80,7 +80,7 @@ def _settle(fresh_id: str, stored_id: str, job_id: str, settings: Settings) -> s
         if fresh.status in (SourceStatus.completed, SourceStatus.partial):
             return "changed"
         repository.delete_source(session, fresh)
-        remove_blob(fresh.blob_path)
+        open_blob_store(settings).remove(fresh.blob_path)
         if fresh.status != SourceStatus.failed:
             repository.record_sync_outcome(session, stored_id, error=None, error_code=None, gone=False)
             return "unchanged"

@@ -298,3 +298,47 @@ def local_api(gristmill_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     with serve_local_api(monkeypatch) as api:
         yield api
 
+
+@dataclass
+class S3Store:
+    """moto's S3 server on a loopback port, with one bucket: what GRISTMILL_* needs to reach it."""
+
+    endpoint: str
+    bucket: str
+
+    def settings_env(self, prefix: str) -> dict[str, str]:
+        return {
+            "GRISTMILL_S3_ENDPOINT": self.endpoint,
+            "GRISTMILL_S3_ALLOW_HTTP": "true",
+            "GRISTMILL_S3_REGION": "us-east-1",
+            "GRISTMILL_S3_ACCESS_KEY_ID": "testing",
+            "GRISTMILL_S3_SECRET_ACCESS_KEY": "testing",
+            "GRISTMILL_BLOB_URI": f"s3://{self.bucket}/{prefix}/blobs",
+            "GRISTMILL_LANCEDB_URI": f"s3://{self.bucket}/{prefix}/lancedb",
+        }
+
+    def keys(self, prefix: str = "") -> list[str]:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> Iterator[S3Store]:
+    """An S3-compatible server (moto's) started by the tests on loopback, with a bucket `gristmill-test`."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="gristmill-test")
+        yield S3Store(endpoint, "gristmill-test")
+    finally:
+        server.stop()

@@ -23,6 +23,7 @@ from gristmill.usecases import libraries as library_cases
 from gristmill.usecases.shapes import SourceSpec
 from gristmill.usecases.webhooks import DeliverySweeper, create_subscription
 from storage import repository, webhooks
+from storage.blobs import open_blob_store
 from storage.db import session_scope
 from storage.tables import (
     DeliveryStatus,
@@ -99,7 +100,7 @@ def a_failed_source(library: Library, message: str = "the page is gone") -> tupl
     with session_scope(database_url()) as session:
         source = Source(workspace_id=library.workspace_id, library_id=library.id, origin="url", uri="https://example.com/gone")
         job = repository.create_job(session, library, [source])
-    SourceProgress(database_url(), source.id).fail(GristmillError(message, code="http_404"))
+    SourceProgress(database_url(), source.id, open_blob_store(get_settings())).fail(GristmillError(message, code="http_404"))
     return job.id, source.id
 
 

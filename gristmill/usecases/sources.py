@@ -11,7 +11,7 @@ from gristmill.file_types import format_mime_types
 from gristmill.metadata import MEMORY_FIELDS, refuse_memory_field_keys
 from gristmill.usecases.libraries import refuse_writes_while_reindexing
 from storage import repository
-from storage.blobs import blob_bytes, remove_blob
+from storage.blobs import BlobStore
 from storage.chunks import ChunkStore
 from storage.tables import STORED_SOURCE_STATUSES, Library, Source
 
@@ -55,17 +55,19 @@ def update_source(
     return repository.update_source(session, source.id, **fields)
 
 
-def delete_source(session: Session, store: ChunkStore, library: Library, source: Source) -> None:
+def delete_source(session: Session, store: ChunkStore, blobs: BlobStore, library: Library, source: Source) -> None:
     """Remove a finished source: its chunks, its original, its row."""
     refuse_writes_while_reindexing(session, library)
     if not source.status.is_final:
         raise Conflict("the source is still being processed; delete it when its job has finished", code="source_busy")
     store.delete_source(library.chunk_table, source.id)
-    remove_blob(source.blob_path)
+    blobs.remove(source.blob_path)
     repository.delete_source(session, source)
 
 
-def delete_by_external_id(session: Session, store: ChunkStore, library: Library, external_id: str) -> list[str]:
+def delete_by_external_id(
+    session: Session, store: ChunkStore, blobs: BlobStore, library: Library, external_id: str
+) -> list[str]:
     """Delete every source of the library with `external_id`; their ids. 404 when there is none."""
     sources = repository.sources_with_external_id(session, library.id, external_id)
     if not sources:
@@ -78,11 +80,11 @@ def delete_by_external_id(session: Session, store: ChunkStore, library: Library,
             details={"source_ids": busy},
         )
     for source in sources:
-        delete_source(session, store, library, source)
+        delete_source(session, store, blobs, library, source)
     return [s.id for s in sources]
 
 
-def original_of(source: Source) -> Original:
+def original_of(source: Source, blobs: BlobStore) -> Original:
     """The bytes as submitted (or as fetched, for a URL), with their content type; 404 when none are kept."""
     if source.duplicate_of:
         raise NotFound(
@@ -91,7 +93,7 @@ def original_of(source: Source) -> Original:
             code="original_not_kept",
             details={"duplicate_of": source.duplicate_of},
         )
-    data = blob_bytes(source.blob_path)
+    data = blobs.read(source.blob_path)
     if data is None:
         raise NotFound(
             f"the original of source {source.id} is not kept (GRISTMILL_KEEP_ORIGINALS is off, or it was "
