@@ -26,13 +26,15 @@ GONE_CODES = ("http_404", "http_410")
 
 
 @flow(name="sync-url-sources", log_prints=True)
-def sync_url_sources() -> dict[str, int]:
+def sync_url_sources(library_id: str | None = None) -> dict[str, int]:
+    """Re-sync every stored URL source, or only library `library_id`'s (the `sync-library` deployment)."""
     settings = get_settings()
     database_url = settings.resolved_database_url
     with session_scope(database_url) as session:
         by_library: dict[str, list[Source]] = defaultdict(list)
         for source in repository.stored_url_sources(session):
-            by_library[source.library_id].append(source)
+            if library_id is None or source.library_id == library_id:
+                by_library[source.library_id].append(source)
     totals = {"checked": 0, "changed": 0, "failed": 0, "removed": 0, "unchanged": 0}
     for library_id, stored in by_library.items():
         with session_scope(database_url) as session:

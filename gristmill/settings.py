@@ -138,7 +138,12 @@ class Settings(BaseSettings):
         0.25,
         description="How often the flow runner asks Prefect for runs to start; a new job waits half of it on average.",
     )
-    runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
+    runner_flow_limit: int = Field(4, description="Flow runs the runner, or one `gristmill worker`, executes at once.")
+    work_pool: str | None = Field(
+        None,
+        description="Prefect work pool the deployments target: `gristmill worker` processes on any machine run the "
+        "flow runs, and `gristmill serve` starts no runner of its own; unset: the runner `serve` starts runs them.",
+    )
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
     sync_interval_seconds: int = Field(3600, description="Interval of the scheduled URL re-sync deployment.")
     sync_prune_after: int = Field(

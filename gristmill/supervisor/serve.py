@@ -58,17 +58,19 @@ def build_children(settings: Settings) -> list[ChildProcess]:
         embeddings = embeddings_server_process(settings, settings.embeddings_host, settings.embeddings_port)
         embeddings.env = env
         children.append(embeddings)
-    children.append(
-        ChildProcess(
-            name="flow runner",
-            command=[sys.executable, "-m", "flows.runner"],
-            ready_url=f"{prefect_api}/health",
-            log_path=logs / "runner.log",
-            env=env,
-            # Ready once the ingest deployment is registered, so the first ingest request can trigger it.
-            ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest", headers=prefect_auth),
+    # With a work pool, `gristmill worker` processes run the flow runs (they register the deployments).
+    if not settings.work_pool:
+        children.append(
+            ChildProcess(
+                name="flow runner",
+                command=[sys.executable, "-m", "flows.runner"],
+                ready_url=f"{prefect_api}/health",
+                log_path=logs / "runner.log",
+                env=env,
+                # Ready once the ingest deployment is registered, so the first ingest request can trigger it.
+                ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest", headers=prefect_auth),
+            )
         )
-    )
     children.append(
         ChildProcess(
             name="REST API",
