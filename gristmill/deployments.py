@@ -10,6 +10,7 @@ message in its state.
 from typing import Any
 
 from prefect import flow
+from sqlmodel import Session
 
 from flows.ingest import ingest_job
 from flows.sync import sync_url_sources
@@ -41,6 +42,7 @@ def ingest_url(
         submission = submit(session, settings, target, [spec], keep_duplicates=True)
     (result,) = submission.results
     if result.error is not None:
+        print(f"refused ({result.error.code}): {result.error.message}")  # the REST API's code, beside its message
         raise result.error
     if submission.job is None:  # the library has this URL: its source is the answer, as the API's `existing`
         print(f"{url} is already source {result.source_id} of library {target.name}")
@@ -59,7 +61,7 @@ def sync_library(library: str, workspace: str = DEFAULT_WORKSPACE) -> dict[str, 
     return sync_url_sources(library_id=target.id)
 
 
-def _library(session, workspace_name: str, name_or_id: str) -> Library:
+def _library(session: Session, workspace_name: str, name_or_id: str) -> Library:
     workspace = repository.find_workspace_by_name(session, workspace_name)
     if workspace is None:
         raise NotFound(f"workspace {workspace_name!r} not found", code="workspace_not_found")
