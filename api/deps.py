@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from gristmill.settings import Settings, get_settings
 from gristmill.usecases.orchestration import JobStarter
+from storage.blobs import BlobStore, open_blob_store
 from storage.chunks import ChunkStore, open_chunk_store
 from storage.db import get_engine
 
@@ -22,7 +23,11 @@ def get_session(settings: Annotated[Settings, Depends(settings_dep)]) -> Iterato
 
 
 def chunk_store(settings: Annotated[Settings, Depends(settings_dep)]) -> ChunkStore:
-    return open_chunk_store(settings.resolved_lancedb_uri)
+    return open_chunk_store(settings)
+
+
+def blob_store(settings: Annotated[Settings, Depends(settings_dep)]) -> BlobStore:
+    return open_blob_store(settings)
 
 
 def job_starter(request: Request) -> JobStarter:
@@ -32,4 +37,5 @@ def job_starter(request: Request) -> JobStarter:
 SettingsDep = Annotated[Settings, Depends(settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ChunkStoreDep = Annotated[ChunkStore, Depends(chunk_store)]
+BlobStoreDep = Annotated[BlobStore, Depends(blob_store)]
 StarterDep = Annotated[JobStarter, Depends(job_starter)]

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import UploadFile
+from fastapi import Query, UploadFile
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -154,6 +154,11 @@ RATE_LIMIT_HEADERS = {
     "X-RateLimit-Reset": {"description": "Unix time when the oldest counted request leaves the window.", "schema": {"type": "integer"}},
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+
+
+# Past this, OFFSET overflows SQLite's 64-bit integer; 10,000 pages of 100 reach a million rows.
+MAX_PAGE = 10_000
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
 def errors(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:

@@ -1,8 +1,6 @@
-"""Content pushed through the API: text in the request, or uploaded bytes parked on disk for a flow run."""
+"""Content pushed through the API: text in the request, or uploaded bytes parked in the blob store for a flow run."""
 
-from pathlib import Path
-
-from connectors.file import guess_content_type, read_file
+from connectors.file import guess_content_type
 from gristmill.documents import FetchedContent
 from gristmill.errors import FetchError, PayloadTooLarge
 
@@ -35,37 +33,32 @@ def read_inline(
 
 
 def read_blob(
-    path: Path,
+    data: bytes | None,
+    ref: str,
     content_type: str | None,
     filename: str | None = None,
     *,
     max_bytes: int | None = None,
 ) -> FetchedContent:
-    """Read bytes the API saved for a flow run; their name and type are the ones the user gave."""
-    try:
-        stored = read_file(path, max_bytes=max_bytes if max_bytes is not None else _NO_LIMIT)
-    except FetchError as exc:
-        if exc.code != "file_not_found":
-            raise
+    """Wrap bytes the API saved for a flow run (`data`, read from `ref`; None when none are stored);
+    their name and type are the ones the user gave."""
+    if data is None:
         # The blob store is ours, not the user's: a missing blob means it was cleaned up or never written.
         raise FetchError(
             "The uploaded content of this source is no longer stored; submit it again.",
             code="blob_missing",
-            details={"blob_path": str(path)},
-        ) from None
-    except PayloadTooLarge as exc:
+            details={"blob_path": ref},
+        )
+    if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLarge(
             f"{filename or 'The uploaded content'} is too large: the limit is {max_bytes:,} bytes.",
-            code=exc.code,
-            details={**(exc.details or {}), "path": None, "filename": filename},
-        ) from None
+            code="file_too_large",
+            details={"size_bytes": len(data), "max_bytes": max_bytes, "path": None, "filename": filename},
+        )
     return FetchedContent(
-        data=stored.data,
+        data=data,
         content_type=content_type or guess_content_type(filename),
         uri=None,
         filename=filename,
-        metadata={"size_bytes": len(stored.data)},
+        metadata={"size_bytes": len(data)},
     )
-
-
-_NO_LIMIT = 2**62

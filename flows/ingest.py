@@ -15,16 +15,16 @@ from prefect.client.schemas.objects import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
+from flows.heartbeat import keep_heartbeat
 from flows.progress import SourceProgress
 from flows.run_story import final_state, job_run_name, log_source_outcome
-from flows.heartbeat import keep_heartbeat
 from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from flows.webhooks import request_deliveries
 from gristmill.errors import GristmillError, ParseError, SourceCancelled
 from gristmill.lifetime import FLOW_RUN_PROCESS_PREFIX
 from gristmill.settings import Settings, get_settings
 from storage import repository
-from storage.blobs import write_blob
+from storage.blobs import open_blob_store
 from storage.db import session_scope
 from storage.tables import SourceStatus
 from tasks.chunk import chunk_task
@@ -72,7 +72,7 @@ def process_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
 
 
 def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> SourceStatus:
-    progress = SourceProgress(settings.resolved_database_url, source_id, keep_originals=settings.keep_originals)
+    progress = SourceProgress(settings.resolved_database_url, source_id, open_blob_store(settings), keep_originals=settings.keep_originals)
     with session_scope(settings.resolved_database_url) as session:
         source = repository.find_source(session, source_id)
         library = repository.find_library(session, source.library_id) if source else None
@@ -91,7 +91,7 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
             settings=settings,
         )
         content_hash = hashlib.sha256(fetched.data).hexdigest()
-        kept = {"blob_path": write_blob(settings.blob_dir, source.id, fetched.data)} if _keeps_fetched(source, settings) else {}
+        kept = {"blob_path": open_blob_store(settings).write(source.id, fetched.data)} if _keeps_fetched(source, settings) else {}
         source = progress.stage(SourceStatus.parsing, content_hash=content_hash, size_bytes=len(fetched.data), **kept)
         original = progress.stored_original(source)
         if original is not None:

@@ -3,15 +3,16 @@
 from gristmill.documents import Chunk, Document, FetchedContent
 from gristmill.errors import GristmillError
 from storage import repository
-from storage.blobs import blob_released_when, remove_blob
+from storage.blobs import BlobStore, blob_released_when
 from storage.db import session_scope
 from storage.tables import Source, SourceStatus
 
 
 class SourceProgress:
-    def __init__(self, database_url: str, source_id: str, *, keep_originals: bool = True) -> None:
+    def __init__(self, database_url: str, source_id: str, blobs: BlobStore, *, keep_originals: bool = True) -> None:
         self.database_url = database_url
         self.source_id = source_id
+        self.blobs = blobs
         self.keep_originals = keep_originals
 
     def _update(self, **fields) -> Source:
@@ -20,7 +21,7 @@ class SourceProgress:
             if source.status.is_final and source.job_id:
                 repository.refresh_job_progress(session, source.job_id)
         if blob_released_when(source.status.value, keep_originals=self.keep_originals):
-            remove_blob(source.blob_path)  # the row keeps the path: a missing blob reads as none kept
+            self.blobs.remove(source.blob_path)  # the row keeps the path: a missing blob reads as none kept
         return source
 
     def reload(self) -> Source:

@@ -4,8 +4,8 @@ as `removed` under this job. Sources still being processed are left alone."""
 
 from prefect import flow, runtime
 
-from flows.ingest import name_own_process
 from flows.heartbeat import keep_heartbeat
+from flows.ingest import name_own_process
 from flows.run_story import job_run_name
 from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.settings import get_settings

@@ -18,8 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
-from flows.ingest import SOURCE_CONCURRENCY, build_vector_index_if_due, name_own_process
 from flows.heartbeat import keep_heartbeat
+from flows.ingest import SOURCE_CONCURRENCY, build_vector_index_if_due, name_own_process
 from flows.run_story import job_run_name
 from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
 from gristmill.errors import GristmillError, ParseError
@@ -85,7 +85,7 @@ def reindex_source(source_id: str, plan: ReindexPlan, settings: Settings) -> tup
             return None
         fetched = original_content(
             blob_path=source.blob_path, extracted_text=source.extracted_text, content_type=source.content_type,
-            content_format=source.content_format, filename=source.filename, uri=source.uri,
+            content_format=source.content_format, filename=source.filename, uri=source.uri, settings=settings,
         )
         document = parse_task(fetched, settings)
         del fetched
@@ -95,7 +95,7 @@ def reindex_source(source_id: str, plan: ReindexPlan, settings: Settings) -> tup
             raise ParseError("the document has no text to index", code="no_text")
         vectors = embed_task(plan.table, quote([c.text for c in chunks]), settings, model=plan.model)
         upsert_chunks(
-            open_chunk_store(settings.resolved_lancedb_uri), library, source, chunks, vectors,
+            open_chunk_store(settings), library, source, chunks, vectors,
             table=plan.table, dim=plan.dimensions,
         )
         counts = (len(chunks), sum(c.token_count for c in chunks))
@@ -134,7 +134,7 @@ def reindex_library(job_id: str) -> dict[str, int | str]:
     try:
         _wait_for_earlier_jobs(job, settings)
         plan = plan_for(job, library, settings)
-        store = open_chunk_store(settings.resolved_lancedb_uri)
+        store = open_chunk_store(settings)
         if not plan.in_place:
             store.delete_library(plan.table)  # what a run that died left half filled
         with session_scope(database_url) as session:
@@ -180,7 +180,7 @@ def _drop_old_table(library_id: str, old_table: str, settings: Settings) -> None
             return
         if repository.unfinished_job_of_kind(session, library_id, JobKind.reindex):
             return
-    open_chunk_store(settings.resolved_lancedb_uri).delete_library(old_table)
+    open_chunk_store(settings).delete_library(old_table)
 
 
 def _wait_for_earlier_jobs(job: IngestJob, settings: Settings) -> None:

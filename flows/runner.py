@@ -51,6 +51,25 @@ def flows_to_serve(specs: list[dict[str, Any]], settings: Settings) -> list[tupl
     return served
 
 
+def register_in_work_pool(settings: Settings, pool: str) -> list[str]:
+    """Register every deployment in work pool `pool` (made as a process pool if missing), so that
+    workers of the pool run their flow runs; the deployments' names."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        except ObjectAlreadyExists:
+            pass
+    names = []
+    for flow, options in flows_to_serve(load_deployment_specs(), settings):
+        flow.to_deployment(**options).apply(work_pool_name=pool)
+        names.append(f"{flow.name}/{options['name']}")
+    return names
+
+
 def main() -> None:
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner

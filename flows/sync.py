@@ -18,7 +18,7 @@ from flows.ingest import ingest_job
 from flows.run_story import sync_run_name
 from gristmill.settings import Settings, get_settings
 from storage import repository
-from storage.blobs import remove_blob
+from storage.blobs import open_blob_store
 from storage.db import session_scope
 from storage.tables import JobKind, JobTrigger, Source, SourceStatus
 from tasks.remove import remove_source
@@ -27,13 +27,15 @@ GONE_CODES = ("http_404", "http_410")
 
 
 @flow(name="sync-url-sources", log_prints=True, flow_run_name=sync_run_name)
-def sync_url_sources() -> dict[str, int]:
+def sync_url_sources(library_id: str | None = None) -> dict[str, int]:
+    """Re-sync every stored URL source, or only library `library_id`'s (the `sync-library` deployment)."""
     settings = get_settings()
     database_url = settings.resolved_database_url
     with session_scope(database_url) as session:
         by_library: dict[str, list[Source]] = defaultdict(list)
         for source in repository.stored_url_sources(session):
-            by_library[source.library_id].append(source)
+            if library_id is None or source.library_id == library_id:
+                by_library[source.library_id].append(source)
     totals = {"checked": 0, "changed": 0, "failed": 0, "removed": 0, "unchanged": 0}
     for library_id, stored in by_library.items():
         with session_scope(database_url) as session:
@@ -81,7 +83,7 @@ def _settle(fresh_id: str, stored_id: str, job_id: str, settings: Settings) -> s
         if fresh.status in (SourceStatus.completed, SourceStatus.partial):
             return "changed"
         repository.delete_source(session, fresh)
-        remove_blob(fresh.blob_path)
+        open_blob_store(settings).remove(fresh.blob_path)
         if fresh.status != SourceStatus.failed:
             repository.record_sync_outcome(session, stored_id, error=None, error_code=None, gone=False)
             return "unchanged"

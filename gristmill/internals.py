@@ -106,10 +106,10 @@ class DeploymentRuns:
         from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
         headers = {}
-        if auth := PREFECT_API_AUTH_STRING.value():
-            headers["Authorization"] = "Basic " + base64.b64encode(auth.get_secret_value().encode()).decode()
-        elif key := PREFECT_API_KEY.value():
-            headers["Authorization"] = f"Bearer {key.get_secret_value()}"
+        if auth := _plain(PREFECT_API_AUTH_STRING.value()):
+            headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+        elif key := _plain(PREFECT_API_KEY.value()):
+            headers["Authorization"] = f"Bearer {key}"
         self.api_url = api_url
         self.http = httpx.Client(
             base_url=api_url.rstrip("/") + "/", headers=headers, timeout=httpx.Timeout(30, connect=5), verify=tls_context()
@@ -216,3 +216,11 @@ def stop_forkserver() -> None:
     stop_server = getattr(forkserver._forkserver, "_stop", None)
     if stop_server is not None:
         stop_server()
+
+
+def _plain(secret) -> str | None:
+    # Prefect 3.9's legacy `Setting.value()` hands back a secret setting as a plain str (its settings
+    # models hold a SecretStr): take either.
+    if secret is None:
+        return None
+    return secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)

@@ -30,7 +30,30 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path(".gristmill"), description="Folder holding the database, LanceDB, blobs and keys.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite (WAL) under home.")
-    lancedb_uri: str | None = Field(None, description="LanceDB directory or URI; default `home/lancedb`.")
+    lancedb_uri: str | None = Field(
+        None,
+        description="LanceDB directory or URI; default `home/lancedb`. `s3://bucket/prefix` keeps the chunk tables "
+        "on an S3-compatible store that every machine reaches (the `s3_*` settings say how).",
+    )
+    blob_uri: str | None = Field(
+        None,
+        description="Where sources' bytes (uploads, kept originals) are kept: a folder, default `home/blobs`, or "
+        "`s3://bucket/prefix` (the `s3_*` settings say how).",
+    )
+    s3_endpoint: str | None = Field(
+        None, description="Endpoint of the S3-compatible store (`http://minio:9000`); unset: AWS S3 itself."
+    )
+    s3_region: str = Field("us-east-1", description="Region of the S3 buckets.")
+    s3_access_key_id: str | None = Field(
+        None, description="Access key for the S3 store; unset: the AWS SDKs' usual chain (environment, files, role)."
+    )
+    s3_secret_access_key: str | None = Field(None, description="Secret key for the S3 store.")
+    s3_allow_http: bool = Field(False, description="Allow a plain-HTTP `s3_endpoint` (a store on the same network).")
+    prefect_database_url: str | None = Field(
+        None,
+        description="Database of the Prefect server `gristmill serve` starts, as Prefect's "
+        "`PREFECT_API_DATABASE_CONNECTION_URL` (`postgresql+asyncpg://...`); unset: SQLite under `home/prefect`.",
+    )
 
     embeddings_url: str = Field(
         "http://127.0.0.1:8081/v1", description="Base URL of an OpenAI-compatible embeddings API."
@@ -115,7 +138,12 @@ class Settings(BaseSettings):
         0.25,
         description="How often the flow runner asks Prefect for runs to start; a new job waits half of it on average.",
     )
-    runner_flow_limit: int = Field(4, description="Flow runs the runner executes at once.")
+    runner_flow_limit: int = Field(4, description="Flow runs the runner, or one `gristmill worker`, executes at once.")
+    work_pool: str | None = Field(
+        None,
+        description="Prefect work pool the deployments target: `gristmill worker` processes on any machine run the "
+        "flow runs, and `gristmill serve` starts no runner of its own; unset: the runner `serve` starts runs them.",
+    )
     reconcile_interval_seconds: float = Field(30.0, description="How often unfinished jobs are checked against Prefect.")
     job_lease_seconds: float = Field(
         60.0,
@@ -218,8 +246,21 @@ class Settings(BaseSettings):
         return self.lancedb_uri or str((self.home / "lancedb").resolve())
 
     @property
-    def blob_dir(self) -> Path:
-        return (self.home / "blobs").resolve()
+    def resolved_blob_uri(self) -> str:
+        return self.blob_uri or str((self.home / "blobs").resolve())
+
+    @property
+    def lancedb_storage_options(self) -> dict[str, str]:
+        """LanceDB's object-store options for an `s3://` `lancedb_uri` (nothing for a folder)."""
+        if not self.resolved_lancedb_uri.startswith("s3://"):
+            return {}
+        options = {"region": self.s3_region, "allow_http": str(self.s3_allow_http).lower()}
+        if self.s3_endpoint:
+            options["aws_endpoint"] = self.s3_endpoint
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            options["aws_access_key_id"] = self.s3_access_key_id
+            options["aws_secret_access_key"] = self.s3_secret_access_key
+        return options
 
     @property
     def resolved_tokenizer_path(self) -> Path:

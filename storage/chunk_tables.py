@@ -8,7 +8,7 @@ version number) and one pinned to the newest version seen, for reads. A read mad
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -58,8 +58,9 @@ def translate_errors(action: str) -> Iterator[None]:
 
 
 class TableCache:
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, storage_options: Mapping[str, str] | None = None) -> None:
         self.uri = uri
+        self.storage_options = dict(storage_options or {})
         self._db: lancedb.DBConnection | None = None
         self._lock = threading.Lock()
         self._latest: dict[str, Table] = {}
@@ -72,7 +73,9 @@ class TableCache:
             if self._db is None:
                 # Zero interval: every read asks for the newest version (about 0.4 ms on a local disk),
                 # so a flow run's write in another process is visible to the next search.
-                self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
+                self._db = lancedb.connect(
+                    self.uri, read_consistency_interval=timedelta(0), storage_options=self.storage_options or None
+                )
             return self._db
 
     def latest(self, name: str, *, create_dim: int | None = None) -> Table | None:

@@ -23,6 +23,7 @@ from lancedb.table import Table
 
 from gristmill.errors import InvalidRequest, StorageError
 from gristmill.search_modes import SearchMode
+from gristmill.settings import Settings
 from storage.chunk_records import (
     ROW_COLUMNS,
     ChunkRow,
@@ -84,6 +85,7 @@ class ChunkStore:
         self,
         uri: str,
         *,
+        storage_options: Mapping[str, str] | None = None,
         vector_index_type: str = "IVF_FLAT",
         refresh_after_rows: int = 1_000,
         refresh_after_writes: int = 20,
@@ -96,7 +98,7 @@ class ChunkStore:
         self.refresh_after_rows = refresh_after_rows
         self.refresh_after_writes = refresh_after_writes
         self.version_retention = version_retention
-        self._tables = TableCache(uri)
+        self._tables = TableCache(uri, storage_options)
         self._writes_since_refresh: dict[str, int] = defaultdict(int)
 
     # --- writes ----------------------------------------------------------------------------------
@@ -384,7 +386,12 @@ def _hybrid_legs() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="gristmill-hybrid")
 
 
+def open_chunk_store(settings: Settings) -> ChunkStore:
+    """The process's one store for the settings' LanceDB URI (a folder, or `s3://` with its options):
+    it caches open tables and serialises writers per library."""
+    return _store_for(settings.resolved_lancedb_uri, tuple(sorted(settings.lancedb_storage_options.items())))
+
+
 @cache
-def open_chunk_store(uri: str) -> ChunkStore:
-    """The process's one store for `uri`: it caches open tables and serialises writers per library."""
-    return ChunkStore(uri)
+def _store_for(uri: str, storage_options: tuple[tuple[str, str], ...]) -> ChunkStore:
+    return ChunkStore(uri, storage_options=dict(storage_options))

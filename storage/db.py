@@ -1,4 +1,5 @@
-"""The SQL database: one engine per URL, SQLite in WAL mode, schema kept current by Alembic."""
+"""The SQL database: one engine per URL (SQLite in WAL mode, or PostgreSQL through psycopg), schema
+kept current by Alembic."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +22,17 @@ def get_engine(url: str) -> Engine:
         # Many flow-run processes and the API write to one file: wait for locks instead of failing.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgresql"):
+        # Times are stored without a zone and are all UTC (tables.as_utc): the session must not shift them.
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections to `url` (a database about to be dropped); making an engine connects to nothing."""
+    get_engine(url).dispose()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

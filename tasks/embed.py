@@ -215,7 +215,7 @@ def embed_chunk_texts(
     document is embedded once.
     """
     keys = [text_hash(t) for t in texts]
-    known = open_chunk_store(settings.resolved_lancedb_uri).vectors_by_text_hash(library_id, keys)
+    known = open_chunk_store(settings).vectors_by_text_hash(library_id, keys)
     reused = sum(1 for k in keys if k in known)
     missing = list(dict.fromkeys(k for k in keys if k not in known))
     if on_progress and reused:

@@ -12,7 +12,7 @@ from connectors.url import fetch_url
 from gristmill.documents import FetchedContent
 from gristmill.errors import FetchError, InvalidRequest
 from gristmill.settings import Settings
-from storage.blobs import blob_bytes
+from storage.blobs import open_blob_store
 from tasks.parse.formats import largest_size_limit
 from tasks.retries import NETWORK_RETRY_DELAYS_SECONDS, retry_if_retryable
 
@@ -34,10 +34,8 @@ def fetch_source(
     # The format is only known once the bytes are here, so the fetch caps at the loosest limit.
     limit = max_bytes if max_bytes is not None else largest_size_limit(settings)
     if blob_path:
-        path = Path(blob_path)
-        if not path.is_absolute():
-            path = settings.blob_dir / path
-        fetched = read_blob(path, content_type, filename, max_bytes=limit)
+        data = open_blob_store(settings).read(blob_path)
+        fetched = read_blob(data, blob_path, content_type, filename, max_bytes=limit)
         return replace(fetched, uri=uri) if uri else fetched
     if origin == "inline":
         raise FetchError("This inline source has no stored content; submit it again.", code="blob_missing")
@@ -81,12 +79,12 @@ fetch_task = task(
 
 def original_content(
     *, blob_path: str | None, extracted_text: str | None, content_type: str | None, content_format: str | None,
-    filename: str | None, uri: str | None,
+    filename: str | None, uri: str | None, settings: Settings,
 ) -> FetchedContent:
     """A stored source's content for re-indexing: its original bytes where they were kept, else its
     extracted text (Markdown stays Markdown; other formats are read back as plain text, their layout
     gone). Never the network: a re-index reads what is stored."""
-    data = blob_bytes(blob_path)
+    data = open_blob_store(settings).read(blob_path)
     if data is not None:
         return FetchedContent(data=data, content_type=content_type, uri=uri, filename=filename)
     if not extracted_text:

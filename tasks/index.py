@@ -9,14 +9,14 @@ from storage.chunks import IndexState, open_chunk_store
 
 def needs_vector_index(library_id: str, settings: Settings) -> bool:
     """Cheap (a row count): true once, when the library first reaches `vector_index_min_rows` chunks."""
-    return open_chunk_store(settings.resolved_lancedb_uri).needs_vector_index(
+    return open_chunk_store(settings).needs_vector_index(
         library_id, settings.vector_index_min_rows
     )
 
 
 def index_library(library_id: str, settings: Settings) -> IndexState:
     """Build the library's vector index if it is due and bring its other indexes up to date."""
-    return open_chunk_store(settings.resolved_lancedb_uri).ensure_indexes(
+    return open_chunk_store(settings).ensure_indexes(
         library_id, vector_index_min_rows=settings.vector_index_min_rows
     )
 

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from gristmill.settings import Settings
 from storage import repository
-from storage.blobs import remove_blob
+from storage.blobs import open_blob_store
 from storage.chunks import open_chunk_store
 from storage.db import session_scope
 from storage.tables import SourceStatus
@@ -24,10 +24,10 @@ def remove_source(source_id: str, reason: str, job_id: str | None, settings: Set
         if source is None or library is None or not source.status.is_final or source.status == SourceStatus.removed:
             return False
         # Chunks first: if this fails the source is still listed and stored, and a later run retries.
-        open_chunk_store(settings.resolved_lancedb_uri).delete_source(library.chunk_table, source.id)
+        open_chunk_store(settings).delete_source(library.chunk_table, source.id)
         blobs = repository.record_removal(session, source, reason, job_id)
     for blob in blobs:
-        remove_blob(blob)
+        open_blob_store(settings).remove(blob)
     return True
 
 

@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 from gristmill.documents import Chunk
 from gristmill.settings import Settings
 from storage import repository
-from storage.blobs import remove_blob
+from storage.blobs import open_blob_store
 from storage.chunks import ChunkRow, ChunkStore, open_chunk_store
 from storage.db import session_scope
 from storage.tables import Library, Source
@@ -65,7 +65,7 @@ def upsert_chunks(
 def upsert_source(
     library: Library, source: Source, chunks: list[Chunk], vectors: np.ndarray, settings: Settings
 ) -> None:
-    upsert_chunks(open_chunk_store(settings.resolved_lancedb_uri), library, source, chunks, vectors)
+    upsert_chunks(open_chunk_store(settings), library, source, chunks, vectors)
     if source.external_id or source.replaces:
         with session_scope(settings.resolved_database_url) as session:
             blobs = repository.delete_replaced_sources(
@@ -73,7 +73,7 @@ def upsert_source(
                 also=[source.replaces] if source.replaces else (),
             )
         for blob in blobs:
-            remove_blob(blob)
+            open_blob_store(settings).remove(blob)
 
 
 # A retry helps when another writer held the table; a bad row fails the same way again, but is rare.

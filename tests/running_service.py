@@ -29,6 +29,7 @@ class Service:
     home: Path
     process: subprocess.Popen
     embeddings_url: str
+    database_url: str
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
@@ -44,11 +45,13 @@ def running_service(
     home: Path,
     second_model_url: str,
     out_path: Path,
+    database_url: str | None = None,
     *,
     ports: tuple[int, int] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
-    """`gristmill serve` on `home`; its output goes to `out_path`, outside the home, which must stay private.
+    """`gristmill serve` on `home` (and `database_url`, default SQLite in the home); its output goes to
+    `out_path`, outside the home, which must stay private.
 
     `ports` (API, embeddings) are free ones unless given, as a restart on the same ports is;
     `extra_env` sets more of the service's environment.
@@ -72,6 +75,10 @@ def running_service(
         "GRISTMILL_RATE_LIMIT_SEARCHES": "100000/minute",
         **(extra_env or {}),
     }
+    env.pop("GRISTMILL_DATABASE_URL", None)
+    if database_url:
+        env["GRISTMILL_DATABASE_URL"] = database_url
+    resolved_database_url = database_url or f"sqlite:///{(home / 'gristmill.db').resolve()}"
     starts = out_path.read_bytes().count(b"Press Ctrl-C") if out_path.exists() else 0  # earlier starts' output stays
     log = open(out_path, "ab")
     process = subprocess.Popen(
@@ -85,7 +92,9 @@ def running_service(
             assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.5)
         wait_for_http(f"{base_url}/healthz", timeout=30, process=process)
-        yield Service(base_url, (home / "admin.key").read_text().strip(), home, process, env["GRISTMILL_EMBEDDINGS_URL"])
+        yield Service(
+            base_url, (home / "admin.key").read_text().strip(), home, process, env["GRISTMILL_EMBEDDINGS_URL"], resolved_database_url
+        )
     finally:
         if process.poll() is None:  # a test may have stopped it already
             os.killpg(process.pid, signal.SIGINT)
@@ -125,7 +134,7 @@ def ingest(client: httpx.Client, library_id: str, body: dict, expect: int = 202)
 
 
 def new_key(service: Service, workspace: str, scopes: str) -> str:
-    env = {**os.environ, "GRISTMILL_HOME": str(service.home)}
+    env = {**os.environ, "GRISTMILL_HOME": str(service.home), "GRISTMILL_DATABASE_URL": service.database_url}
     result = subprocess.run(
         [sys.executable, "-m", "gristmill.cli", "keys", "create", "--workspace", workspace, "--scopes", scopes],
         env=env, capture_output=True, text=True, check=True,

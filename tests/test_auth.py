@@ -13,6 +13,9 @@ from storage.keys import LAST_USED_PRECISION, create_key, hash_key, revoke_key
 from storage.repository import ensure_workspace
 from storage.tables import ApiKey, as_utc, utcnow
 
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
 
 def stored_key(key_id: str) -> ApiKey:
     with session_scope(get_settings().resolved_database_url) as session:

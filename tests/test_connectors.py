@@ -136,11 +136,8 @@ def test_read_inline_size_limit():
     assert caught.value.code == "content_too_large"
 
 
-def test_read_blob_uses_declared_name_and_type(tmp_path: Path):
-    blob = tmp_path / "3f2a.bin"
-    blob.write_bytes(b"a,b\n1,2\n")
-
-    fetched = read_blob(blob, None, "table.csv")
+def test_read_blob_uses_declared_name_and_type():
+    fetched = read_blob(b"a,b\n1,2\n", "3f2a", None, "table.csv")
 
     assert fetched.data == b"a,b\n1,2\n"
     assert fetched.content_type == "text/csv"
@@ -148,14 +145,13 @@ def test_read_blob_uses_declared_name_and_type(tmp_path: Path):
     assert fetched.uri is None
 
 
-def test_read_blob_missing_and_too_large(tmp_path: Path):
+def test_read_blob_missing_and_too_large():
     with pytest.raises(FetchError) as missing:
-        read_blob(tmp_path / "gone.bin", "text/plain")
+        read_blob(None, "gone", "text/plain")
     assert missing.value.code == "blob_missing"
 
-    (tmp_path / "big.bin").write_bytes(b"x" * 11)
     with pytest.raises(PayloadTooLarge) as large:
-        read_blob(tmp_path / "big.bin", "text/plain", "big.txt", max_bytes=10)
+        read_blob(b"x" * 11, "big", "text/plain", "big.txt", max_bytes=10)
     assert large.value.code == "file_too_large"
     assert "big.txt" in large.value.message
 

@@ -27,8 +27,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_inline_source_reads_its_blob_relative_to_the_blob_dir(settings: Settings):
-    settings.blob_dir.mkdir(parents=True)
-    (settings.blob_dir / "src-1").write_bytes(b"remember the milk")
+    Path(settings.resolved_blob_uri).mkdir(parents=True)
+    (Path(settings.resolved_blob_uri) / "src-1").write_bytes(b"remember the milk")
 
     fetched = fetch_source(
         "inline", uri=None, blob_path="src-1", content_type="text/plain", filename=None, settings=settings

@@ -74,3 +74,12 @@ def test_no_other_module_reaches_into_a_private_prefect_or_multiprocessing_name(
             text = path.read_text()
             offenders += [f"{path.relative_to(ROOT)}: {name}" for name in private if name in text]
     assert offenders == []
+
+
+def test_deployment_runs_authenticate_to_a_prefect_server_that_requires_it() -> None:
+    from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
+
+    with temporary_settings({PREFECT_API_AUTH_STRING: "admin:s3cret"}):
+        runs = internals.DeploymentRuns("http://127.0.0.1:9/api")
+    assert runs.http.headers["Authorization"] == "Basic YWRtaW46czNjcmV0"
+    runs.http.close()

@@ -10,6 +10,9 @@ from pathlib import Path
 from storage.tables import utcnow
 from tests.conftest import LocalApi
 
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
 
 def test_an_admin_key_manages_workspaces_and_keys(local_api: LocalApi) -> None:
     with local_api.client() as admin:

@@ -18,7 +18,10 @@ from api.body_size import BodySizeLimit
 from gristmill.errors import InvalidRequest
 from gristmill.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_METADATA_KEYS, check_metadata, metadata_from_json
 from gristmill.settings import Settings
-from tests.conftest import LocalApi, serve_local_api
+from tests.conftest import LocalApi, require_redis, serve_local_api
+
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 def nested(depth: int) -> dict:
@@ -71,15 +74,7 @@ def test_writes_are_limited_per_key_with_headers_on_every_answer_and_429_in_the_
 
 
 def test_a_shared_redis_store_counts_across_api_processes(gristmill_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    redis_url = os.environ.get("GRISTMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        import redis
-
-        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
-    except Exception as error:  # noqa: BLE001 - whatever the client raises, Redis is not there
-        if os.environ.get("GRISTMILL_TEST_REQUIRE_SERVICES") == "1":
-            raise
-        pytest.skip(f"Redis at {redis_url} is not reachable ({error}); GRISTMILL_TEST_REQUIRE_SERVICES=1 makes this a failure")
+    redis_url = require_redis()
     env = {"GRISTMILL_RATE_LIMIT_WRITES": "2/minute", "GRISTMILL_RATE_LIMIT_STORAGE_URI": redis_url}
     with serve_local_api(monkeypatch, **env) as first:
         from api.app import create_app

@@ -17,6 +17,9 @@ from storage.tables import IngestJob, JobStatus
 from tests.conftest import free_port
 from tests.http_server import LoopbackServer, Reply
 
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
 
 @pytest.fixture
 def ingest_deployment(prefect_server: str) -> str:

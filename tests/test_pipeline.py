@@ -20,6 +20,9 @@ from tests import builders
 from tests.embedder import HashingEncoder, serve_test_embedder
 from tests.http_server import LoopbackServer
 
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
 
 @pytest.fixture
 def home(gristmill_home: Path, prefect_server: str) -> Path:

@@ -10,6 +10,9 @@ from storage import repository
 from storage.db import session_scope
 from storage.tables import Source, SourceStatus
 
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
 
 def test_progress_updates_leave_a_sources_extracted_text_unread(gristmill_home: Path) -> None:
     url = get_settings().resolved_database_url

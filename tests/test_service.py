@@ -22,6 +22,8 @@ from tests.running_service import Service, create_library, new_key, search, wait
 from tests.test_webhooks import SECRET, readme_verify
 
 pytestmark = pytest.mark.slow
+# The whole file runs against a service on SQLite and one on PostgreSQL (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 def test_health_and_openapi(service: Service) -> None:
@@ -300,7 +302,7 @@ def test_webhooks_announce_sources_and_jobs_and_a_failing_receiver_changes_nothi
         assert latest["next_attempt_at"] is not None
 
         # An event whose writer dies before starting a delivery run: the service's sweep sends it.
-        with session_scope(f"sqlite:///{(service.home / 'gristmill.db').resolve()}") as session:
+        with session_scope(service.database_url) as session:
             library = repository.find_library(session, lib)
             orphan = Source(workspace_id=library.workspace_id, library_id=lib, origin="inline", title="orphan",
                             status=SourceStatus.duplicate)

@@ -23,6 +23,7 @@ from gristmill.usecases import libraries as library_cases
 from gristmill.usecases.shapes import SourceSpec
 from gristmill.usecases.webhooks import DeliverySweeper, create_subscription
 from storage import repository, webhooks
+from storage.blobs import open_blob_store
 from storage.db import session_scope
 from storage.tables import (
     DeliveryStatus,
@@ -38,6 +39,9 @@ from storage.tables import (
     utcnow,
 )
 from tests.http_server import LoopbackServer, RecordedRequest, Reply
+
+# Gristmill's own database on both backends (tests/conftest.py: database_backend).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECRET = "a-secret-only-the-receiver-knows"
@@ -96,7 +100,7 @@ def a_failed_source(library: Library, message: str = "the page is gone") -> tupl
     with session_scope(database_url()) as session:
         source = Source(workspace_id=library.workspace_id, library_id=library.id, origin="url", uri="https://example.com/gone")
         job = repository.create_job(session, library, [source])
-    SourceProgress(database_url(), source.id).fail(GristmillError(message, code="http_404"))
+    SourceProgress(database_url(), source.id, open_blob_store(get_settings())).fail(GristmillError(message, code="http_404"))
     return job.id, source.id
 
 

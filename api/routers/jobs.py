@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query
 
 from api.auth import Reader, Writer
 from api.deps import SessionDep
-from api.schemas import JobCounts, JobOut, JobPage, Progress, errors, rate_limited
+from api.schemas import JobCounts, JobOut, JobPage, PageNumber, Progress, errors, rate_limited
 from gristmill.usecases import jobs
 from gristmill.usecases.orchestration import prefect_run_url
 from storage import repository
@@ -44,10 +44,6 @@ def jobs_out(session: SessionDep, jobs: list[IngestJob]) -> list[JobOut]:
     return [job_out(job, source_ids[job.id]) for job in jobs]
 
 
-# Past this, OFFSET overflows SQLite's 64-bit integer; 10,000 pages of 100 reach a million jobs.
-MAX_PAGE = 10_000
-
-
 @router.get("/{job_id}", response_model=JobOut, responses=errors(401, 403, 404))
 def get_job(job_id: str, principal: Reader, session: SessionDep) -> JobOut:
     return jobs_out(session, [repository.get_job(session, principal.workspace_id, job_id)])[0]
@@ -57,7 +53,7 @@ def get_job(job_id: str, principal: Reader, session: SessionDep) -> JobOut:
 def list_jobs(
     principal: Reader,
     session: SessionDep,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page: PageNumber = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
     library_id: str | None = None,
     status: JobStatus | None = None,

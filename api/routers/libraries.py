@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from api.auth import Reader, Writer
-from api.deps import ChunkStoreDep, SessionDep, SettingsDep, StarterDep
+from api.deps import BlobStoreDep, ChunkStoreDep, SessionDep, SettingsDep, StarterDep
 from api.routers.jobs import jobs_out
 from api.schemas import (
     Chunking,
@@ -26,7 +26,6 @@ from gristmill.settings import Settings
 from gristmill.usecases import libraries as library_cases
 from gristmill.usecases.libraries import LibraryCounts, LibraryFields
 from storage import repository
-from storage.blobs import remove_blob
 from storage.tables import JobKind, Library
 
 router = APIRouter(tags=["libraries"])
@@ -151,14 +150,16 @@ def update_library(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=rate_limited(204, errors(401, 403, 404, 409, 422, 429, 503)),
 )
-def delete_library(library_id: str, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> Response:
+def delete_library(
+    library_id: str, principal: Writer, session: SessionDep, store: ChunkStoreDep, blobs: BlobStoreDep
+) -> Response:
     library = repository.get_library(session, principal.workspace_id, library_id)
     library_cases.refuse_writes_while_reindexing(session, library)
     # Chunks first: a failure here leaves the library listed and retryable, never rows without chunks' owner.
     for table in library.chunk_tables:
         store.delete_library(table)
     for blob in repository.delete_library(session, library):
-        remove_blob(blob)
+        blobs.remove(blob)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

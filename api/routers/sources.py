@@ -6,7 +6,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Response, status
 
 from api.auth import Reader, Writer
-from api.deps import ChunkStoreDep, SessionDep, StarterDep
+from api.deps import BlobStoreDep, ChunkStoreDep, SessionDep, SettingsDep, StarterDep
 from api.routers.jobs import jobs_out
 from api.schemas import ChunkOut, ChunkPage, JobOut, Progress, SourceOut, SourcePage, SourceUpdate, errors, rate_limited
 from gristmill.errors import InvalidRequest
@@ -87,10 +87,10 @@ def update_source(source_id: str, body: SourceUpdate, principal: Writer, session
     "/v1/sources/{source_id}/original",
     response_class=Response,
     responses={200: {"description": "The bytes as submitted (or as fetched, for a URL), with their content type.",
-                     "content": {"*/*": {}}}, **errors(401, 403, 404, 422)},
+                     "content": {"*/*": {}}}, **errors(401, 403, 404, 422, 503)},
 )
-def download_original(source_id: str, principal: Reader, session: SessionDep) -> Response:
-    original = source_cases.original_of(repository.get_source(session, principal.workspace_id, source_id))
+def download_original(source_id: str, principal: Reader, session: SessionDep, blobs: BlobStoreDep) -> Response:
+    original = source_cases.original_of(repository.get_source(session, principal.workspace_id, source_id), blobs)
     headers = {}
     if original.filename:
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(original.filename)}"
@@ -134,10 +134,12 @@ def delete_sources_by_external_id(
     principal: Writer,
     session: SessionDep,
     store: ChunkStoreDep,
+    blobs: BlobStoreDep,
+    settings: SettingsDep,
     external_id: Annotated[str, Query(min_length=1, max_length=255, description="Delete the sources with this external id.")],
 ) -> Response:
     library = repository.get_library(session, principal.workspace_id, library_id)
-    source_cases.delete_by_external_id(session, store, library, external_id)
+    source_cases.delete_by_external_id(session, settings, store, blobs, library, external_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -146,10 +148,12 @@ def delete_sources_by_external_id(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=rate_limited(204, errors(401, 403, 404, 409, 422, 429, 503, descriptions={409: "The source is still being processed."})),
 )
-def delete_source(source_id: str, principal: Writer, session: SessionDep, store: ChunkStoreDep) -> Response:
+def delete_source(
+    source_id: str, principal: Writer, session: SessionDep, settings: SettingsDep, store: ChunkStoreDep, blobs: BlobStoreDep
+) -> Response:
     source = repository.get_source(session, principal.workspace_id, source_id)
     library = repository.get_library(session, principal.workspace_id, source.library_id)
-    source_cases.delete_source(session, store, library, source)
+    source_cases.delete_source(session, settings, store, blobs, library, source)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -192,11 +196,11 @@ def list_library_chunks(
         descriptions={409: "Only failed or cancelled sources, and those of a job that is over, can be retried."},
     )),
 )
-def retry_source(source_id: str, principal: Writer, session: SessionDep, starter: StarterDep) -> JobOut:
+def retry_source(source_id: str, principal: Writer, session: SessionDep, settings: SettingsDep, starter: StarterDep) -> JobOut:
     """Run a failed or cancelled source (or one its finished or lost job left behind) again in a new
     job (its bytes were kept for this)."""
     source = repository.get_source(session, principal.workspace_id, source_id)
-    source_cases.check_retryable(session, source)
+    source_cases.check_retryable(session, settings, source)
     library = repository.get_library(session, principal.workspace_id, source.library_id)
     refuse_writes_while_reindexing(session, library)
     repository.reset_source(session, source)

@@ -7,6 +7,7 @@ from api.deps import SessionDep, SettingsDep
 from api.schemas import (
     DeliveryOut,
     DeliveryPage,
+    PageNumber,
     WebhookCreate,
     WebhookCreated,
     WebhookList,
@@ -102,7 +103,7 @@ def list_deliveries(
     webhook_id: str,
     principal: Reader,
     session: SessionDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
     status: DeliveryStatus | None = None,
 ) -> DeliveryPage:

@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the whole service: Prefect, runner, embeddings, REST API")
     serve.set_defaults(handler=_serve)
 
+    migrate = commands.add_parser(
+        "migrate", help="bring the database to the newest schema and make the first admin key (once, before an upgrade's processes start)"
+    )
+    migrate.set_defaults(handler=_migrate)
+
+    worker = commands.add_parser("worker", help="run the work pool's flow runs on this machine (a Prefect process worker)")
+    worker.add_argument("--pool", help="work pool name (default GRISTMILL_WORK_POOL)")
+    worker.add_argument("--name", help="the worker's name in Prefect (default: Prefect's)")
+    worker.set_defaults(handler=_worker)
+
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key (and its workspace if needed) and print it")
@@ -169,6 +179,20 @@ def _cancel_job(args: argparse.Namespace) -> int:
     else:
         print(f"job {job.id} {job.status}; {job.cancelled} source(s) cancelled before they were stored")
     return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from gristmill.supervisor.serve import prepare_home
+
+    prepare_home()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from gristmill.settings import get_settings
+    from gristmill.supervisor.worker import run_worker
+
+    return run_worker(get_settings(), pool=args.pool, name=args.name)
 
 
 def _serve(_args: argparse.Namespace) -> int:

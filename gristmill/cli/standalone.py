@@ -61,7 +61,7 @@ class StandaloneBackend:
         from storage.chunks import open_chunk_store
 
         target = self._library(library, create=False)
-        store = open_chunk_store(self.settings.resolved_lancedb_uri)
+        store = open_chunk_store(self.settings)
         if mode == "keyword":
             results = search_library(self.settings, store, target, query, mode="keyword", limit=limit)
         else:

@@ -53,7 +53,7 @@ def build_children(settings: Settings) -> list[ChildProcess]:
                 command=[sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
                 ready_url=f"{prefect_api}/health",
                 log_path=logs / "prefect.log",
-                env=env,
+                env=prefect_server_environment(settings, env),
                 listens_on=("127.0.0.1", settings.prefect_port, "GRISTMILL_PREFECT_PORT"),
             )
         )
@@ -61,18 +61,20 @@ def build_children(settings: Settings) -> list[ChildProcess]:
         embeddings = embeddings_server_process(settings, settings.embeddings_host, settings.embeddings_port)
         embeddings.env = env
         children.append(embeddings)
-    children.append(
-        ChildProcess(
-            name="flow runner",
-            command=[sys.executable, "-m", "flows.runner"],
-            ready_url=f"{prefect_api}/health",
-            log_path=logs / "runner.log",
-            env=env,
-            # Ready once the ingest deployment is registered, so the first ingest request can trigger it.
-            ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest", headers=prefect_auth),
-            busy=runs_flows,
+    # With a work pool, `gristmill worker` processes run the flow runs (they register the deployments).
+    if not settings.work_pool:
+        children.append(
+            ChildProcess(
+                name="flow runner",
+                command=[sys.executable, "-m", "flows.runner"],
+                ready_url=f"{prefect_api}/health",
+                log_path=logs / "runner.log",
+                env=env,
+                # Ready once the ingest deployment is registered, so the first ingest request can trigger it.
+                ready_check=lambda: answers_ok(f"{prefect_api}/deployments/name/ingest/ingest", headers=prefect_auth),
+                busy=runs_flows,
+            )
         )
-    )
     children.append(
         ChildProcess(
             name="REST API",
@@ -91,6 +93,15 @@ def runs_flows(runner: ChildProcess) -> list[int]:
     if runner.process is None:
         return []
     return [pid for pid, name in descendants(runner.process.pid) if name.startswith(FLOW_RUN_PROCESS_PREFIX)]
+
+
+def prefect_server_environment(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The Prefect server's environment: its database is GRISTMILL_PREFECT_DATABASE_URL when set (PostgreSQL
+    for a service of several machines), else Prefect's own choice (a PREFECT_API_DATABASE_CONNECTION_URL
+    in the environment, or SQLite under PREFECT_HOME)."""
+    if settings.prefect_database_url:
+        return {**env, "PREFECT_API_DATABASE_CONNECTION_URL": settings.prefect_database_url}
+    return env
 
 
 def prepare_home() -> None:

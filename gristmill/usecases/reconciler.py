@@ -17,6 +17,7 @@ from gristmill.settings import Settings
 from gristmill.usecases.orchestration import WAITING_FOR_PREFECT, JobStarter
 from storage import repository
 from storage.db import session_scope
+from storage.locks import SingletonLease
 from storage.tables import IngestJob, JobKind, JobStatus, as_utc, utcnow
 
 FINAL_RUN_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -130,6 +131,8 @@ class Reconciler:
     def __init__(self, settings: Settings, starter: JobStarter) -> None:
         self.settings = settings
         self.starter = starter
+        # Every API process runs a reconciler; on PostgreSQL one of them at a time fails dead jobs.
+        self.lease = SingletonLease(settings.resolved_database_url, "gristmill.reconciler")
         starter.on_deferred = self.wake
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -145,16 +148,18 @@ class Reconciler:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
+        self.lease.release()
 
     def _loop(self) -> None:
         while True:
             waiting = 0
             try:
-                reconciled = reconcile_jobs(self.settings, self.starter)
-                if reconciled.failed:
-                    log.warning("failed %d job(s) whose flow runs died: %s", len(reconciled.failed), ", ".join(reconciled.failed))
-                if reconciled.rerun:
-                    log.warning("started again %d job(s) whose flow runs were lost: %s", len(reconciled.rerun), ", ".join(reconciled.rerun))
+                if self.lease.held():
+                    reconciled = reconcile_jobs(self.settings, self.starter)
+                    if reconciled.failed:
+                        log.warning("failed %d job(s) whose flow runs died: %s", len(reconciled.failed), ", ".join(reconciled.failed))
+                    if reconciled.rerun:
+                        log.warning("started again %d job(s) whose flow runs were lost: %s", len(reconciled.rerun), ", ".join(reconciled.rerun))
                 started, waiting = self.starter.start_waiting()
                 if started:
                     log.info("started the deferred flow runs of %d job(s)", len(started))

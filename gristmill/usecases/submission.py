@@ -22,7 +22,7 @@ from gristmill.settings import Settings
 from gristmill.usecases.libraries import refuse_writes_while_reindexing
 from gristmill.usecases.shapes import SourceSpec
 from storage import repository
-from storage.blobs import write_blob
+from storage.blobs import open_blob_store
 from storage.tables import IngestJob, Library, Source, file_name, new_id
 from tasks.parse import check_size, detect_format
 
@@ -213,5 +213,5 @@ def _accept(
             setattr(source, name, value)
         return source, ItemResult(index=index, status="duplicate", source_id=source.id, duplicate_of=original.id)
 
-    source.blob_path = write_blob(settings.blob_dir, source.id, spec.data)
+    source.blob_path = open_blob_store(settings).write(source.id, spec.data)
     return source, ItemResult(index=index, status="queued", source_id=source.id)

@@ -166,3 +166,7 @@ def downgrade() -> None:
 
     op.drop_table('workspaces')
     # ### end Alembic commands ###
+    if op.get_bind().dialect.name == "postgresql":
+        # PostgreSQL keeps an enum's type after its table; a later upgrade would find it there.
+        for name in ("jobstatus", "sourcestatus"):
+            op.execute(sa.text(f"DROP TYPE IF EXISTS {name}"))

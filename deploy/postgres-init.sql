@@ -1,0 +1,2 @@
+-- Prefect's server keeps its own database beside Gristmill's.
+CREATE DATABASE prefect OWNER gristmill;
