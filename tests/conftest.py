@@ -153,20 +153,20 @@ def wait_for_http(url: str, *, timeout: float, process: subprocess.Popen | None 
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[str]:
-    """A real Prefect server (its own SQLite under a temporary PREFECT_HOME) for the whole session."""
-    _PREFECT_HOME.mkdir(parents=True, exist_ok=True)
-    log = open(_PREFECT_HOME / "server.log", "wb")
+@contextmanager
+def _prefect_server_on(home: Path, port: int) -> Iterator[str]:
+    """A real Prefect server on loopback `port`, keeping its SQLite under `home`; its API URL."""
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "server.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PREFECT_PORT)],
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
+        env={**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
     )
     try:
-        wait_for_http(f"http://127.0.0.1:{_PREFECT_PORT}/api/health", timeout=120, process=process)
-        yield os.environ["PREFECT_API_URL"]
+        wait_for_http(f"http://127.0.0.1:{port}/api/health", timeout=120, process=process)
+        yield f"http://127.0.0.1:{port}/api"
     finally:
         process.terminate()
         try:
@@ -174,6 +174,23 @@ def prefect_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real Prefect server (its own SQLite under a temporary PREFECT_HOME) for the whole session."""
+    with _prefect_server_on(_PREFECT_HOME, _PREFECT_PORT) as url:
+        assert url == os.environ["PREFECT_API_URL"]
+        yield url
+
+
+@pytest.fixture(scope="session")
+def lone_prefect_server() -> Iterator[str]:
+    """A second Prefect server, for tests that start and kill a `gristmill serve` of their own while
+    the session's services run: runners serving the same deployments on one Prefect server take each
+    other's flow runs, and a run taken by a service with another database fails there."""
+    with _prefect_server_on(_PREFECT_HOME.with_name(_PREFECT_HOME.name + "-lone"), free_port()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

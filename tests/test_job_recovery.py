@@ -14,10 +14,10 @@ from tests.running_service import create_library, ingest, running_service, wait_
 
 @pytest.mark.slow
 def test_a_job_running_when_serve_is_stopped_completes_after_the_next_start(
-    prefect_server: str, second_model_url: str, web: LoopbackServer, tmp_path: Path
+    lone_prefect_server: str, second_model_url: str, web: LoopbackServer, tmp_path: Path
 ) -> None:
     home, out = tmp_path / "home", tmp_path / "serve.out"
-    settings = {"GRISTMILL_SHUTDOWN_GRACE_SECONDS": "1"}
+    settings = {"GRISTMILL_SHUTDOWN_GRACE_SECONDS": "1", "PREFECT_API_URL": lone_prefect_server}
     page = b"# Weirs\n\nA weir raises the water upstream of the mill."
     web.serve("/weirs.md", page, content_type="text/markdown", delay=60)
     with running_service(home, second_model_url, out, extra_env=settings) as service, service.client() as client:

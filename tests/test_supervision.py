@@ -3,13 +3,16 @@ with it, and the next start works and finishes the job that was running."""
 
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from gristmill.probes import port_in_use
 from gristmill.supervisor.processes import descendants
@@ -40,11 +43,12 @@ def _pid_of(service: Service, command_part: str) -> int:
 
 @pytest.mark.slow
 def test_a_killed_embeddings_server_is_restarted_and_the_job_completes(
-    prefect_server: str, second_model_url: str, web: LoopbackServer, tmp_path: Path
+    lone_prefect_server: str, second_model_url: str, web: LoopbackServer, tmp_path: Path
 ) -> None:
     web.serve("/slow-herons.md", b"# Herons\n\nHerons stand still in shallow water for hours.", content_type="text/markdown", delay=3)
     out = tmp_path / "serve.out"
-    with running_service(tmp_path / "home", second_model_url, out) as service, service.client() as client:
+    on_lone = {"PREFECT_API_URL": lone_prefect_server}
+    with running_service(tmp_path / "home", second_model_url, out, extra_env=on_lone) as service, service.client() as client:
         library = create_library(client, "herons")
         job = ingest(client, library["id"], {"items": [{"url": web.url("/slow-herons.md")}]})
         embeddings = _pid_of(service, "gristmill.embeddings")
@@ -61,13 +65,13 @@ def test_a_killed_embeddings_server_is_restarted_and_the_job_completes(
 
 @pytest.mark.slow
 def test_a_supervisor_killed_outright_mid_replacement_leaves_no_child_and_the_next_start_finishes_the_job(
-    prefect_server: str, second_model_url: str, web: LoopbackServer, tmp_path: Path
+    lone_prefect_server: str, second_model_url: str, web: LoopbackServer, tmp_path: Path
 ) -> None:
     ports = (free_port(), free_port())
     home, out = tmp_path / "home", tmp_path / "serve.out"
     new_version = b"# Ferry\n\nBoats now leave at ten from the north pier."
     web.serve("/ferry.md", new_version, content_type="text/markdown", delay=60)
-    lease = {"GRISTMILL_JOB_LEASE_SECONDS": "3"}
+    lease = {"GRISTMILL_JOB_LEASE_SECONDS": "3", "PREFECT_API_URL": lone_prefect_server}
     with running_service(home, second_model_url, out, ports=ports, extra_env=lease) as service, service.client() as client:
         library = create_library(client, "ferries")
         old = ingest(client, library["id"], {"content": "Ferry timetable: boats leave at nine.", "external_id": "ferry"})
@@ -91,7 +95,7 @@ def test_a_supervisor_killed_outright_mid_replacement_leaves_no_child_and_the_ne
         assert done["flow_run_id"] != lost_run
         [text] = _texts(client, library["id"])  # one version, one chunk: nothing doubled
         assert text.endswith("Boats now leave at ten from the north pier."), text
-        with get_client(sync_client=True) as prefect:
+        with temporary_settings(updates={PREFECT_API_URL: lone_prefect_server}), get_client(sync_client=True) as prefect:
             assert prefect.read_flow_run(UUID(lost_run)).state.type.value == "CRASHED"
 
 
@@ -113,4 +117,61 @@ def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.slow
+def test_an_api_killed_mid_request_stores_nothing_of_it_and_the_job_it_accepted_completes(
+    lone_prefect_server: str, second_model_url: str, tmp_path: Path
+) -> None:
+    on_lone = {"PREFECT_API_URL": lone_prefect_server}
+    out = tmp_path / "serve.out"
+    with running_service(tmp_path / "home", second_model_url, out, extra_env=on_lone) as service, service.client() as client:
+        library = create_library(client, "sluices")["id"]
+        accepted = ingest(client, library, {"content": "The sluice gate opens at high tide.", "external_id": "gate"})
+        api = _pid_of(service, "api.app")
+        body_started, resume = threading.Event(), threading.Event()
+
+        def half_a_body() -> Iterator[bytes]:
+            yield b'{"items": [{"content": "Half of a note abou'
+            body_started.set()
+            resume.wait(30)
+            yield b't eels."}]}'
+
+        failures: list[Exception] = []
+
+        def send() -> None:
+            try:
+                with service.client() as sender:
+                    sender.post(f"/v1/libraries/{library}/ingest", content=half_a_body(), headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as error:
+                failures.append(error)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        assert body_started.wait(10)
+        time.sleep(0.5)  # the API is reading the body now
+        os.kill(api, signal.SIGKILL)
+        resume.set()
+        sender.join(60)
+        assert len(failures) == 1, failures  # the caller sees the request fail, never a false 202
+
+        deadline = time.monotonic() + 60  # the supervisor starts a new API after its back-off
+        while _answers(client) is False:
+            assert time.monotonic() < deadline, "the API was not restarted"
+            time.sleep(0.5)
+        assert _pid_of(service, "api.app") != api
+        done = wait_for_job(client, accepted["job_id"])
+        assert done["status"] == "completed" and done["chunk_count"] == 1, done
+        sources = client.get(f"/v1/libraries/{library}/sources").json()["data"]
+        assert [s["external_id"] for s in sources] == ["gate"]  # nothing of the cut request
+        jobs = client.get("/v1/jobs", params={"library_id": library}).json()["data"]
+        assert [j["id"] for j in jobs] == [accepted["job_id"]]
+    assert "REST API exited with code -9" in out.read_text()
+
+
+def _answers(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.HTTPError:
         return False
