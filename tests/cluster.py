@@ -27,6 +27,7 @@ class Cluster:
     admin_key: str
     shared_env: dict[str, str]
     worker_logs: list[Path] = field(default_factory=list)
+    workers: list[subprocess.Popen] = field(default_factory=list)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=60)
@@ -96,7 +97,7 @@ def cluster(folder: Path, *, prefect_api_url: str, database_url: str, embeddings
         api_env = {**shared, "GRISTMILL_HOME": str(folder / "api-home"), "PREFECT_HOME": str(folder / "api-home" / "prefect")}
         api = _start([sys.executable, "-m", "api.app", "--host", "127.0.0.1", "--port", str(api_port)], api_env, folder / "api.log")
         stack.callback(_stop, api)
-        logs = []
+        logs, processes = [], []
         for number in range(1, workers + 1):
             log = folder / f"worker-{number}.log"
             # INFO: the worker logs each flow run it submits, which is how a test tells who ran what.
@@ -105,9 +106,10 @@ def cluster(folder: Path, *, prefect_api_url: str, database_url: str, embeddings
             worker = _start([sys.executable, "-m", "gristmill.cli", "worker", "--name", f"worker-{number}"], env, log)
             stack.callback(_stop, worker)
             logs.append(log)
+            processes.append(worker)
         wait_for_http(f"http://127.0.0.1:{api_port}/healthz", timeout=120, process=api)
         _wait_for_deployment(prefect_api_url, "ingest/ingest")
-        yield Cluster(prefect_api_url, f"http://127.0.0.1:{api_port}", admin_key, shared, logs)
+        yield Cluster(prefect_api_url, f"http://127.0.0.1:{api_port}", admin_key, shared, logs, processes)
 
 
 def _wait_for_deployment(prefect_api_url: str, name: str, timeout: float = 120) -> None:

@@ -20,8 +20,9 @@ from tests import builders
 from tests.embedder import HashingEncoder, serve_test_embedder
 from tests.http_server import LoopbackServer
 
-# Gristmill's own database on both backends (tests/conftest.py: database_backend).
-DATABASE_BACKENDS = ("sqlite", "postgresql")
+# SQLite only: on PostgreSQL the same flows run in tests/test_service.py (the whole service on both
+# backends) over the repository functions tests/test_repository.py checks on both; running these
+# twice as well cost the suite time it does not have (15 minutes on 2 cores).
 
 
 @pytest.fixture

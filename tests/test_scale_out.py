@@ -1,17 +1,19 @@
 """A service of several machines, on one: Prefect's server on PostgreSQL, an API process, and two
 `gristmill worker`s with homes of their own that share only PostgreSQL, the S3 store (moto's) and
 the embeddings URL. Every job of mixed formats completes, both workers ran some, and every chunk is
-there once.
+there once; then a worker killed outright mid-job has its job taken over by the other one when the
+job's lease runs out (docs/job-states.md)."""
 
-Killing a worker mid-job is left to the crash detection of issue 11 (heartbeats and leases in the
-reconciler): without it a killed flow run's job waits for Prefect to mark the run crashed."""
-
+import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from gristmill.settings import Settings
+from gristmill.supervisor.processes import descendants
 from storage.chunks import open_chunk_store
 from tests import builders
 from tests.cluster import cluster, prefect_server_on
@@ -57,7 +59,7 @@ def test_two_workers_sharing_only_postgres_s3_and_embeddings_run_every_job_once(
         prefect_server_on(prefect_db, tmp_path) as prefect_api,
         # Two runs at a time each, so that twelve jobs cannot all go to whichever worker polls first.
         cluster(tmp_path, prefect_api_url=prefect_api, database_url=database_url, embeddings_url=test_embeddings_url,
-                extra_env={**s3_env, "GRISTMILL_RUNNER_FLOW_LIMIT": "2"}, workers=2) as running,
+                extra_env={**s3_env, "GRISTMILL_RUNNER_FLOW_LIMIT": "2", "GRISTMILL_JOB_LEASE_SECONDS": "8"}, workers=2) as running,
         running.client() as client,
     ):
         library = client.post("/v1/libraries", json={"name": "shared"}).json()
@@ -89,3 +91,31 @@ def test_two_workers_sharing_only_postgres_s3_and_embeddings_run_every_job_once(
             assert hit.json()["results"][0]["source_id"] == source_id, phrase
         assert store.count(library["id"]) == total == client.get(f"/v1/libraries/{library['id']}").json()["chunk_count"]
         assert s3_store.keys(s3_env["GRISTMILL_BLOB_URI"].split("/", 3)[3]), "no blob went to the S3 store"
+
+        # kill -9 of the worker running a job, and of its flow run: the job's lease runs out, the
+        # reconciler hands it to a new run, and the worker left takes it.
+        web.serve("/slow.html", "<html><body><article><p>The kiln osprey ledger.</p></article></body></html>",
+                  content_type="text/html; charset=utf-8", delay=8)
+        slow = client.post(f"/v1/libraries/{library['id']}/ingest", json={"url": web.url("/slow.html")}).json()
+        lost_run, runner = _wait_for_a_worker_to_run(client, running, slow["job_id"])
+        for pid in [*(pid for pid, _ in descendants(runner.pid)), runner.pid]:
+            os.kill(pid, signal.SIGKILL)
+        done = wait_for_job(client, slow["job_id"], timeout=300)
+        assert done["status"] == "completed" and done["chunk_count"] == 1, done
+        assert done["flow_run_id"] != lost_run
+        survivor = running.runs_by_worker()[1 - running.workers.index(runner)]
+        assert done["flow_run_id"] in survivor
+        assert [c.chunk_index for c in store.list_chunks(library["id"], slow["source_ids"][0])] == [0]
+
+
+def _wait_for_a_worker_to_run(client, running, job_id: str, timeout: float = 120):
+    """The job's flow run once a worker took it and its fetch is under way, and that worker's process."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] == "processing":
+            for runs, worker in zip(running.runs_by_worker(), running.workers, strict=True):
+                if job["flow_run_id"] in runs:
+                    return job["flow_run_id"], worker
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
