@@ -9,7 +9,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable
 
-from prefect import flow, get_run_logger, runtime, task
+from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -17,8 +17,8 @@ from prefect.utilities.annotations import quote, unmapped
 
 from flows.heartbeat import keep_heartbeat
 from flows.progress import SourceProgress
-from flows.run_story import final_state, job_run_name, log_source_outcome
-from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
+from flows.run_story import final_state, log_source_outcome
+from flows.state_hooks import job_flow
 from flows.webhooks import request_deliveries
 from gristmill.errors import GristmillError, ParseError, SourceCancelled
 from gristmill.lifetime import FLOW_RUN_PROCESS_PREFIX
@@ -136,14 +136,9 @@ def _ingest_source(source_id: str, parses: ParsesLeft, settings: Settings) -> So
         return progress.fail(GristmillError(f"internal error: {type(error).__name__}: {error}"))
 
 
-@flow(
-    name="ingest",
+@job_flow(
+    "ingest",
     task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
-    on_failure=[fail_job_on_crash],
-    on_crashed=[hand_back_job_on_crash],
-    on_cancellation=[cancel_job_on_cancellation],
-    log_prints=True,
-    flow_run_name=job_run_name,
 )
 def ingest_job(job_id: str) -> State:
     """Ingest every source of job `job_id` and record the outcome on the job; the run's final state

@@ -2,26 +2,18 @@
 prefix); every finished source it leaves out is removed with its chunks, one by one, each recorded
 as `removed` under this job. Sources still being processed are left alone."""
 
-from prefect import flow, runtime
+from prefect import runtime
 
 from flows.heartbeat import keep_heartbeat
 from flows.ingest import name_own_process
-from flows.run_story import job_run_name
-from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
+from flows.state_hooks import job_flow
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
 from tasks.remove import remove_task
 
 
-@flow(
-    name="prune-library",
-    on_failure=[fail_job_on_crash],
-    on_crashed=[hand_back_job_on_crash],
-    on_cancellation=[cancel_job_on_cancellation],
-    log_prints=True,
-    flow_run_name=job_run_name,
-)
+@job_flow("prune-library")
 def prune_library(job_id: str) -> dict[str, int | str]:
     """Remove the sources of the job's library that its declared set of external ids leaves out."""
     name_own_process()

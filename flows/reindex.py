@@ -13,15 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import flow, get_run_logger, runtime, task
+from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
 from flows.heartbeat import keep_heartbeat
 from flows.ingest import SOURCE_CONCURRENCY, build_vector_index_if_due, name_own_process
-from flows.run_story import job_run_name
-from flows.state_hooks import cancel_job_on_cancellation, fail_job_on_crash, hand_back_job_on_crash
+from flows.state_hooks import job_flow
 from gristmill.errors import GristmillError, ParseError
 from gristmill.settings import Settings, get_settings
 from storage import repository
@@ -113,14 +112,9 @@ def reindex_source(source_id: str, plan: ReindexPlan, settings: Settings) -> tup
         return None
 
 
-@flow(
-    name="reindex-library",
+@job_flow(
+    "reindex-library",
     task_runner=ThreadPoolTaskRunner(max_workers=SOURCE_CONCURRENCY),
-    on_failure=[fail_job_on_crash],
-    on_crashed=[hand_back_job_on_crash],
-    on_cancellation=[cancel_job_on_cancellation],
-    log_prints=True,
-    flow_run_name=job_run_name,
 )
 def reindex_library(job_id: str) -> dict[str, int | str]:
     """Re-chunk and re-embed every stored source of the job's library and record the outcome on the job."""

@@ -1,5 +1,10 @@
 """Flow-run state hooks: when a run fails, crashes or is cancelled, its job must not stay `processing`."""
 
+from typing import Any
+
+from prefect import flow
+
+from flows.run_story import job_run_name
 from gristmill.settings import get_settings
 from storage import repository
 from storage.db import session_scope
@@ -41,3 +46,17 @@ def cancel_job_on_cancellation(flow, flow_run, state) -> None:
             repository.release_job(session, job_id, str(flow_run.id))
             return
         repository.cancel_job(session, job_id, f"cancelled: {state.message}" if state.message else "cancelled")
+
+
+def job_flow(name: str, **options: Any):
+    """The decorator of a flow that runs one job (`job_id` its parameter): every such flow carries the
+    hooks that keep its job's state true whatever its run ends in, and is named after its job."""
+    return flow(
+        name=name,
+        on_failure=[fail_job_on_crash],
+        on_crashed=[hand_back_job_on_crash],
+        on_cancellation=[cancel_job_on_cancellation],
+        log_prints=True,
+        flow_run_name=job_run_name,
+        **options,
+    )
