@@ -370,3 +370,22 @@ def build_csv(rows: Sequence[Sequence[object]], *, delimiter: str = ",", encodin
     out = io.StringIO()
     csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows(rows)
     return out.getvalue().encode(encoding)
+
+
+def queued_job(note: str, library_name: str):
+    """A job of one inline note in library `library_name` (made if missing), submitted as the API
+    submits it, in the current settings' database; its flow run is left to the caller."""
+    from gristmill.settings import get_settings
+    from gristmill.usecases.submission import SourceSpec, submit
+    from storage import repository
+    from storage.db import session_scope
+
+    settings = get_settings()
+    with session_scope(settings.resolved_database_url) as session:
+        workspace = repository.ensure_workspace(session)
+        library = repository.find_library_by_name(session, workspace.id, library_name) or repository.create_library(
+            session, workspace.id, name=library_name, embedding_model="all-MiniLM-L6-v2", embedding_dim=384,
+            chunk_max_tokens=256, chunk_overlap_tokens=32,
+        )
+        spec = SourceSpec(origin="inline", data=note.encode(), content_type="text/plain", inline=True)
+        return submit(session, settings, library, [spec]).job

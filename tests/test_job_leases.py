@@ -12,10 +12,10 @@ from prefect.client.orchestration import get_client
 from gristmill.settings import get_settings
 from gristmill.usecases.orchestration import DEPLOYMENTS, JobStarter
 from gristmill.usecases.reconciler import reconcile_jobs
-from gristmill.usecases.submission import SourceSpec, submit
 from storage import repository
 from storage.db import session_scope
 from storage.tables import IngestJob, JobKind, JobStatus, SourceStatus, utcnow
+from tests import builders
 
 
 @pytest.fixture
@@ -29,15 +29,7 @@ def ingest_deployment(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> s
 
 
 def queued_job(note: str) -> IngestJob:
-    settings = get_settings()
-    with session_scope(settings.resolved_database_url) as session:
-        workspace = repository.ensure_workspace(session)
-        library = repository.find_library_by_name(session, workspace.id, "leases") or repository.create_library(
-            session, workspace.id, name="leases", embedding_model="all-MiniLM-L6-v2", embedding_dim=384,
-            chunk_max_tokens=256, chunk_overlap_tokens=32,
-        )
-        spec = SourceSpec(origin="inline", data=note.encode(), content_type="text/plain", inline=True)
-        return submit(session, settings, library, [spec]).job
+    return builders.queued_job(note, "leases")
 
 
 def stored_job(job_id: str) -> IngestJob:

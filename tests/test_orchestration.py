@@ -10,10 +10,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from gristmill.internals import QUICK_RETRY_DELAYS_SECONDS
 from gristmill.settings import get_settings
 from gristmill.usecases.orchestration import WAITING_FOR_PREFECT, JobStarter
-from gristmill.usecases.submission import SourceSpec, submit
-from storage import repository
 from storage.db import session_scope
 from storage.tables import IngestJob, JobStatus
+from tests import builders
 from tests.conftest import free_port
 from tests.http_server import LoopbackServer, Reply
 
@@ -30,15 +29,7 @@ def ingest_deployment(prefect_server: str) -> str:
 
 
 def queued_job(note: str) -> IngestJob:
-    settings = get_settings()
-    with session_scope(settings.resolved_database_url) as session:
-        workspace = repository.ensure_workspace(session)
-        library = repository.find_library_by_name(session, workspace.id, "orchestration") or repository.create_library(
-            session, workspace.id, name="orchestration", embedding_model="all-MiniLM-L6-v2", embedding_dim=384,
-            chunk_max_tokens=256, chunk_overlap_tokens=32,
-        )
-        spec = SourceSpec(origin="inline", data=note.encode(), content_type="text/plain", inline=True)
-        return submit(session, settings, library, [spec]).job
+    return builders.queued_job(note, "orchestration")
 
 
 def start_flow_run(job_id: str) -> str:
